@@ -63,7 +63,7 @@ def settings_from(environ):
     settings = dict(DEFAULTS)
     if 'HOST' in environ:
         if not environ['HOST'].strip():
-            raise ConfigError("HOST must be an address to bind, got ''")
+            raise ConfigError(f"HOST must be an address to bind, got {environ['HOST']!r}")
         settings['server.socket_host'] = environ['HOST'].strip()
     if 'PORT' in environ:
         settings['server.socket_port'] = _int_from(environ, 'PORT', 1, 65535)
@@ -74,8 +74,7 @@ def settings_from(environ):
 
 def error_page(status, message, traceback, version):
     """Render an error as a short page that names neither tracebacks nor versions."""
-    cherrypy.response.headers['Content-Type'] = 'text/plain; charset=utf-8'
-    return f'{status}\n'
+    return f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
 
 
 class QuietProbes(logging.Filter):
