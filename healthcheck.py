@@ -5,6 +5,7 @@ As a script: python healthcheck.py [URL]  exits 0 when URL answers 200 within 2 
 import json
 import os
 import sys
+import threading
 import urllib.error
 import urllib.request
 
@@ -30,11 +31,15 @@ class HealthCheck:
         'request.access_log': False,
     }
 
+    def __init__(self):
+        # Set on SIGTERM when the server drains before stopping (landing.drain_then_exit).
+        self.draining = threading.Event()
+
     @cherrypy.expose
     @cherrypy.tools.allow(methods=('GET', 'HEAD'))
     def index(self):
-        """Return Yay (or health+json) with 200, or 503 when the engine is shutting down."""
-        passing = cherrypy.engine.state == states.STARTED
+        """Return Yay (or health+json) with 200, or 503 when draining or shutting down."""
+        passing = cherrypy.engine.state == states.STARTED and not self.draining.is_set()
         response = cherrypy.response
         response.headers['Cache-Control'] = 'no-store'
         if not passing:

@@ -2,8 +2,11 @@
 import logging
 import os
 import sys
+import threading
 
 import cherrypy
+from cheroot.connections import ConnectionManager
+from cherrypy._cpwsgi_server import CPWSGIServer
 
 from healthcheck import HealthCheck
 
@@ -38,6 +41,33 @@ DEFAULTS = {
     'server.socket_port': 80,
     'server.thread_pool': 100,
     'tools.trailing_slash.on': False,
+    # Behind a load balancer (README, "Behind a load balancer"):
+    # cheroot's backlog of 5 overflows under a burst of 50 clients; dropped SYNs cost 1 s each.
+    'server.socket_queue_size': 1024,
+    # AWS load balancers keep idle connections 60 s and expect the backend to outlast them.
+    'server.keepalive_timeout': 75,
+    # cheroot answers Connection: close past 10 idle keep-alive connections; keep every node's.
+    'server.keep_alive_conn_limit': 1000,
+    # How long a worker waits on a client that is sending a request or reading an answer.
+    'server.socket_timeout': 10,
+    'server.shutdown_timeout': 10,
+    # Seconds between SIGTERM and closing the listener, failing health checks meanwhile.
+    'server.drain_seconds': 0,
+    # A landing page takes no uploads; oversize requests get 413/414/431-class answers.
+    'server.max_request_header_size': 16 * 1024,
+    'server.max_request_body_size': 64 * 1024,
+}
+
+# Environment variable -> (CherryPy setting, lowest and highest whole number it accepts).
+WHOLE_NUMBER_VARIABLES = {
+    'PORT': ('server.socket_port', 1, 65535),
+    'THREADS': ('server.thread_pool', 1, 10000),
+    'BACKLOG': ('server.socket_queue_size', 1, 65535),
+    'KEEPALIVE_TIMEOUT': ('server.keepalive_timeout', 1, 86400),
+    'KEEPALIVE_LIMIT': ('server.keep_alive_conn_limit', 0, 1000000),
+    'REQUEST_TIMEOUT': ('server.socket_timeout', 1, 3600),
+    'SHUTDOWN_TIMEOUT': ('server.shutdown_timeout', 0, 3600),
+    'DRAIN_SECONDS': ('server.drain_seconds', 0, 3600),
 }
 
 
@@ -45,7 +75,7 @@ class ConfigError(ValueError):
     """An environment variable holds a value the server cannot run with."""
 
 
-def _int_from(environ, name, low, high):
+def _whole_number(environ, name, low, high):
     """Read environment variable `name` as a whole number in [low, high]."""
     raw = environ[name]
     try:
@@ -59,16 +89,15 @@ def _int_from(environ, name, low, high):
 
 
 def settings_from(environ):
-    """Return the server settings: DEFAULTS overridden by HOST, PORT, THREADS."""
+    """Return the server settings: DEFAULTS overridden by the environment."""
     settings = dict(DEFAULTS)
     if 'HOST' in environ:
         if not environ['HOST'].strip():
             raise ConfigError(f"HOST must be an address to bind, got {environ['HOST']!r}")
         settings['server.socket_host'] = environ['HOST'].strip()
-    if 'PORT' in environ:
-        settings['server.socket_port'] = _int_from(environ, 'PORT', 1, 65535)
-    if 'THREADS' in environ:
-        settings['server.thread_pool'] = _int_from(environ, 'THREADS', 1, 10000)
+    for name, (key, low, high) in WHOLE_NUMBER_VARIABLES.items():
+        if name in environ:
+            settings[key] = _whole_number(environ, name, low, high)
     return settings
 
 
@@ -85,6 +114,87 @@ class QuietProbes(logging.Filter):
         return getattr(cherrypy.serving.request, 'access_log', True)
 
 
+QUIET_PROBES = QuietProbes()
+
+# On every answer, errors included; nothing here names a version.
+RESPONSE_HEADERS = {
+    'Server': 'Landing',
+    'X-Content-Type-Options': 'nosniff',
+    'Content-Security-Policy':
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    'Referrer-Policy': 'strict-origin-when-cross-origin',
+}
+
+
+class LandingRequest(cherrypy._cprequest.Request):
+    """CherryPy's request, with our error page even for errors raised before config applies."""
+
+    # A missing Host header fails before any config is read; it must not show CherryPy's page.
+    error_page = {'default': error_page}
+
+
+class LandingResponse(cherrypy._cprequest.Response):
+    """CherryPy's response, starting with RESPONSE_HEADERS instead of `Server: CherryPy/x.y`."""
+
+    def __init__(self):
+        super().__init__()
+        self.headers.update(RESPONSE_HEADERS)
+
+
+class PatientConnections(ConnectionManager):
+    """cheroot's connection selector, also holding new connections until they send a request.
+
+    Load balancers open connections before they have a request to send. cheroot hands every
+    new connection straight to a worker thread, which then blocks reading for up to
+    socket_timeout: 10 silent connections starve 10 threads. Here a new connection waits in
+    the selector, as an idle keep-alive connection already does, and costs no thread.
+    """
+
+    def _from_server_socket(self, server_socket):
+        conn = super()._from_server_socket(server_socket)
+        if conn is not None:
+            self.put(conn)  # to a worker once readable, like a kept-alive connection
+        return None
+
+    def _expire(self, threshold):
+        # cheroot closes idle connections after socket_timeout; wait keepalive_timeout instead.
+        super()._expire(threshold + self.server.timeout - self.server.keepalive_timeout)
+
+
+class LoadBalancedServer(CPWSGIServer):
+    """CherryPy's cheroot server with the settings CherryPy's config does not reach."""
+
+    def __init__(self, server_adapter):
+        super().__init__(server_adapter)
+        self.keep_alive_conn_limit = server_adapter.keep_alive_conn_limit
+        self.keepalive_timeout = server_adapter.keepalive_timeout
+
+    def prepare(self):
+        """Bind and listen as cheroot does, then swap in PatientConnections."""
+        super().prepare()
+        stock, self._connections = self._connections, PatientConnections(self)
+        stock.close()
+
+
+def use_load_balanced_server():
+    """Have cherrypy.server start a LoadBalancedServer (runs before its own start)."""
+    server = cherrypy.server
+    server.httpserver, server.bind_addr = server.httpserver_from_self(LoadBalancedServer(server))
+
+
+def drain_then_exit():
+    """On SIGTERM: fail health checks and end keep-alive for drain_seconds, then exit."""
+    if Landing.healthcheck.draining.is_set():
+        cherrypy.engine.exit()  # a second SIGTERM: stop waiting
+        return
+    Landing.healthcheck.draining.set()
+    cherrypy.server.httpserver.keep_alive_conn_limit = 0  # answers say Connection: close
+    cherrypy.log(f'draining for {cherrypy.server.drain_seconds} s', 'SIGTERM')
+    timer = threading.Timer(cherrypy.server.drain_seconds, cherrypy.engine.exit)
+    timer.daemon = True
+    timer.start()
+
+
 class Landing:
     """Root of the site: the landing page, with the health check mounted below it."""
 
@@ -92,7 +202,6 @@ class Landing:
         # prod.conf names static files relative to the app folder, not the CWD.
         'tools.staticdir.root': APP_DIR,
         'tools.staticfile.root': APP_DIR,
-        'error_page.default': error_page,
     }
 
     # Present so CherryPy does not mount its own favicon; prod.conf serves ours.
@@ -108,17 +217,23 @@ class Landing:
         return PAGE
 
 
+def prepare_apps():
+    """Give every mounted app our request and response classes and the QuietProbes filter."""
+    for app in cherrypy.tree.apps.values():
+        app.request_class, app.response_class = LandingRequest, LandingResponse
+        app.log.access_log.addFilter(QUIET_PROBES)
+
+
 def configure(environ):
-    """Apply DEFAULTS and environment overrides to CherryPy's global config."""
+    """Apply DEFAULTS and environment overrides to CherryPy, and hook the engine's start."""
     settings = settings_from(environ)
     cherrypy.config.update(settings)
+    # cherrypy.server starts at priority 75: swap its server class in just before.
+    cherrypy.engine.subscribe('start', use_load_balanced_server, priority=70)
+    cherrypy.engine.subscribe('start', prepare_apps, priority=10)
+    if settings['server.drain_seconds']:
+        cherrypy.engine.signal_handler.handlers['SIGTERM'] = drain_then_exit
     return settings
-
-
-def quiet_probes_in_access_log():
-    """Attach QuietProbes to every mounted application's access log."""
-    for app in cherrypy.tree.apps.values():
-        app.log.access_log.addFilter(QuietProbes())
 
 
 def main(environ=os.environ):
@@ -131,7 +246,6 @@ def main(environ=os.environ):
         f"host={settings['server.socket_host']} "
         f"port={settings['server.socket_port']} "
         f"threads={settings['server.thread_pool']}", 'SETTINGS')
-    cherrypy.engine.subscribe('start', quiet_probes_in_access_log, priority=10)
     cherrypy.quickstart(Landing(), '/', CONFIG_PATH)
 
 

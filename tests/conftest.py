@@ -58,7 +58,6 @@ def app_port():
     landing.configure({'HOST': '127.0.0.1', 'PORT': str(port)})
     cherrypy.config.update({'log.screen': False})
     cherrypy.tree.mount(landing.Landing(), '', landing.CONFIG_PATH)
-    landing.quiet_probes_in_access_log()
     cherrypy.engine.start()
     try:
         wait_until(lambda: request(port, 'GET', '/healthcheck')[0] == 200,

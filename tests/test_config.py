@@ -31,6 +31,24 @@ def test_environment_overrides_host_port_and_threads():
     assert settings['server.thread_pool'] == 10
 
 
+def test_load_balancer_defaults_absorb_bursts_and_outlast_idle_timeouts():
+    """Backlog 1024, keep-alive longer than AWS's 60 s, hundreds of kept connections."""
+    settings = landing.settings_from({})
+    assert settings['server.socket_queue_size'] == 1024
+    assert settings['server.keepalive_timeout'] > 60
+    assert settings['server.keep_alive_conn_limit'] >= 100
+    assert settings['server.drain_seconds'] == 0
+    assert 0 < settings['server.max_request_header_size'] <= 64 * 1024
+    assert 0 < settings['server.max_request_body_size'] <= 1024 * 1024
+
+
+@pytest.mark.parametrize('name, key', [
+    (name, key) for name, (key, _, _) in landing.WHOLE_NUMBER_VARIABLES.items()])
+def test_each_whole_number_variable_overrides_its_setting(name, key):
+    """Every documented variable sets its CherryPy key, parsed as a number."""
+    assert landing.settings_from({name: '42'})[key] == 42
+
+
 def test_unrelated_environment_is_ignored():
     """Only the documented variables change anything."""
     assert landing.settings_from({'PATH': '/bin', 'LANG': 'C'}) == landing.settings_from({})
@@ -45,6 +63,12 @@ def test_unrelated_environment_is_ignored():
     ('PORT', '8.5'),
     ('THREADS', '0'),
     ('THREADS', 'many'),
+    ('BACKLOG', '0'),
+    ('KEEPALIVE_TIMEOUT', 'forever'),
+    ('KEEPALIVE_LIMIT', '-5'),
+    ('REQUEST_TIMEOUT', '0'),
+    ('SHUTDOWN_TIMEOUT', '1e3'),
+    ('DRAIN_SECONDS', 'ten'),
     ('HOST', ''),
     ('HOST', '  '),
 ])
