@@ -1,0 +1,64 @@
+# The landing page as one image: a build stage makes the venv, the runtime stage carries only
+# the venv and the app, run by a non-root user.
+#   docker build --network host -t landing .                      the runtime image (default)
+#   docker build --network host --target test -t landing-tests .  its venv and user + the suite
+#   docker run --rm --network none landing-tests                  runs ./test.sh in the image
+# Classic-builder syntax only (no RUN --mount, no heredocs): not every engine has BuildKit.
+
+# Any Debian-like image with python3 and its venv module; CI passes a locally built stand-in.
+ARG PYTHON_IMAGE=python:3.13-slim
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python3 -m venv /opt/venv
+# Requirements before the code: editing the app reuses this layer instead of reinstalling.
+COPY requirements.txt /tmp/requirements.txt
+# --no-deps plus `pip check` proves requirements.txt pins every dependency: nothing unpinned
+# can slip in. pip itself then goes: the runtime installs nothing.
+RUN /opt/venv/bin/python -m pip install --no-deps -r /tmp/requirements.txt \
+ && /opt/venv/bin/python -m pip check \
+ && /opt/venv/bin/python -m pip uninstall --yes --quiet pip
+
+# What the runtime and test images share: Python, the venv, the user. No app code yet, so
+# an edit to the app rebuilds neither this nor the test tools.
+FROM ${PYTHON_IMAGE} AS runtime-base
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH=/opt/venv/bin:$PATH
+# A fixed UID, so volume permissions and Kubernetes' runAsUser can name it.
+RUN groupadd --system --gid 10001 landing \
+ && useradd --system --uid 10001 --gid landing --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin landing
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+
+FROM runtime-base AS runtime
+# Owned by root and read-only to the server: it cannot rewrite its own code.
+COPY landing.py healthcheck.py prod.conf ./
+COPY static/ static/
+USER 10001:10001
+EXPOSE 80
+# start-interval needs a newer engine; a short interval gets the first verdict in ~5 s.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "healthcheck.py"]
+# Exec form: the server is PID 1 and receives docker stop's SIGTERM itself.
+CMD ["python", "landing.py"]
+
+# The test tools join a copy of the build venv in a stage of their own.
+FROM build AS test-tools
+COPY requirements-dev.txt /tmp/requirements-dev.txt
+RUN /opt/venv/bin/python -m ensurepip --default-pip >/dev/null \
+ && /opt/venv/bin/python -m pip install -r /tmp/requirements-dev.txt \
+ && /opt/venv/bin/python -m pip check
+
+# The runtime's Python, venv and user, plus the test tools and the whole checkout: the suite
+# proves what it proves for the packages and user the runtime image ships. (The venv copied
+# in adds the tools; its runtime packages are the same files, from the same build stage.)
+FROM runtime-base AS test
+COPY --from=test-tools /opt/venv /opt/venv
+COPY . .
+# The suite writes coverage data and pytest's cache next to the code.
+RUN chown 10001:10001 /app
+USER 10001:10001
+CMD ["./test.sh"]
+
+# Last stage = default target: a plain `docker build .` gives the runtime image.
+FROM runtime

@@ -1,0 +1,168 @@
+"""Helpers for the tests of the real image: the docker CLI, image builds, running containers.
+
+Containers run with `--network none` and are probed through `docker exec`, on their own
+loopback: no test ever sends traffic to a container's private address.
+"""
+import base64
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import ROOT, wait_until
+
+# The Dockerfile's default base; CI and machines without a registry pass a local one.
+BASE_IMAGE = os.environ.get('PYTHON_IMAGE', 'python:3.13-slim')
+BUILD_TIMEOUT = 1200
+
+# Runs inside the container: one HTTP request to its own loopback, the answer as JSON.
+PROBE = """
+import base64, http.client, json, sys
+method, path, headers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+conn = http.client.HTTPConnection('127.0.0.1', 80, timeout=5)
+conn.request(method, path, headers=headers)
+answer = conn.getresponse()
+print(json.dumps({'status': answer.status,
+                  'headers': {k.lower(): v for k, v in answer.getheaders()},
+                  'body': base64.b64encode(answer.read()).decode()}))
+"""
+
+
+def docker(*args, timeout=120, check=True):
+    """Run `docker ARGS`; return the CompletedProcess, failing the test if it exits non-zero."""
+    result = subprocess.run(['docker', *args], capture_output=True, text=True,
+                            timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"docker {' '.join(args[:3])} ... exited {result.returncode}:\n"
+            f'{result.stdout[-3000:]}\n{result.stderr[-3000:]}')
+    return result
+
+
+def unavailable(reason):
+    """Skip the test for `reason`, or fail it when REQUIRE_DOCKER=1 (CI must run it)."""
+    if os.environ.get('REQUIRE_DOCKER') == '1':
+        pytest.fail(f'{reason}; REQUIRE_DOCKER=1 makes that a failure', pytrace=False)
+    pytest.skip(reason)
+
+
+def require_engine():
+    """Return the engine's version, or skip/fail (see unavailable) when none answers."""
+    try:
+        result = docker('info', '--format', '{{.ServerVersion}}', timeout=30, check=False)
+    except FileNotFoundError:
+        unavailable('no Docker engine: the docker command is not installed')
+    except subprocess.TimeoutExpired:
+        unavailable('no Docker engine: `docker info` did not answer within 30 s')
+    if result.returncode != 0:
+        unavailable(f'no Docker engine answers `docker info`: {result.stderr.strip()[-300:]}')
+    return result.stdout.strip()
+
+
+def require_base_image():
+    """Make sure the base image is on the engine (pulling it if need be), or skip/fail."""
+    if docker('image', 'inspect', BASE_IMAGE, check=False).returncode == 0:
+        return
+    pulled = docker('pull', BASE_IMAGE, timeout=600, check=False)
+    if pulled.returncode != 0:
+        unavailable(f'base image {BASE_IMAGE} is neither local nor pullable; set PYTHON_IMAGE '
+                    'to a local one, e.g. landing-base:trixie from .ci/docker-engine.sh')
+
+
+def build(tag, target=None):
+    """Build the repository's Dockerfile (optionally one target) as `tag`; return seconds taken."""
+    # --force-rm: a failed step's container is removed too, not left on the engine.
+    args = ['build', '--network', 'host', '--force-rm', '--tag', tag]
+    if 'PYTHON_IMAGE' in os.environ:
+        args += ['--build-arg', f"PYTHON_IMAGE={os.environ['PYTHON_IMAGE']}"]
+    if target:
+        args += ['--target', target]
+    started = time.monotonic()
+    docker(*args, ROOT, timeout=BUILD_TIMEOUT)
+    return time.monotonic() - started
+
+
+def image_size(image):
+    """Return the image's size in bytes, as the engine counts it (all layers, uncompressed)."""
+    return int(docker('image', 'inspect', '--format', '{{.Size}}', image).stdout)
+
+
+def image_config(image):
+    """Return the image's Config block: user, command, environment, ports, health check."""
+    return json.loads(docker('image', 'inspect', '--format', '{{json .Config}}', image).stdout)
+
+
+class Container:
+    """One container started by Containers, probed from inside through `docker exec`."""
+
+    def __init__(self, name):
+        self.name = name
+        self.started_at = time.monotonic()
+
+    def state(self):
+        """Return `docker inspect`'s State block (Running, ExitCode, Health, ...)."""
+        return json.loads(docker('inspect', '--format', '{{json .State}}', self.name).stdout)
+
+    def wait_healthy(self, deadline):
+        """Poll Docker's own health status until healthy, within `deadline` s of the start."""
+        def healthy():
+            state = self.state()
+            status = state.get('Health', {}).get('Status')
+            if not state['Running'] or status in ('unhealthy', None):
+                raise AssertionError(f'container {self.name} is {state}:\n{self.logs()}')
+            return status == 'healthy'
+        remaining = self.started_at + deadline - time.monotonic()
+        wait_until(healthy, deadline=max(remaining, 0), what=f'{self.name} healthy')
+        return time.monotonic() - self.started_at
+
+    def exec(self, *command, check=True):
+        """Run `command` inside the container; return the CompletedProcess."""
+        return docker('exec', self.name, *command, check=check)
+
+    def http(self, method, path, headers=None):
+        """Send one request to the container's own loopback; return (status, headers, body)."""
+        answer = json.loads(
+            self.exec('python', '-c', PROBE, method, path, json.dumps(headers or {})).stdout)
+        return answer['status'], answer['headers'], base64.b64decode(answer['body'])
+
+    def logs(self):
+        """Return (stdout, stderr) of the container so far."""
+        result = docker('logs', self.name)
+        return result.stdout, result.stderr
+
+
+class Containers:
+    """Starts detached containers without a network; removes every one of them at the end."""
+
+    def __init__(self):
+        self.names = []
+
+    def start(self, image, *options):
+        """Run `image` detached with `--network none` and `options`; return its Container."""
+        # Named before `docker run`: one created but failed to start is removed too.
+        name = self._new_name()
+        docker('run', '--detach', '--name', name, '--network', 'none', *options, image)
+        return Container(name)
+
+    def run(self, image, *command, timeout=120):
+        """Run `image` (its CMD, or `command`) to the end without a network; return the result."""
+        name = self._new_name()
+        result = docker('run', '--name', name, '--network', 'none', image, *command,
+                        timeout=timeout, check=False)
+        docker('rm', name, check=False)
+        return result
+
+    def _new_name(self):
+        """Return a fresh container name, recorded first so that remove_all finds it."""
+        name = f'landing-pytest-{uuid.uuid4().hex[:10]}'
+        self.names.append(name)
+        return name
+
+    def remove_all(self):
+        """Remove (force, by name) every container started, whatever state it is in."""
+        for name in self.names:
+            docker('rm', '--force', '--volumes', name, check=False)
+        self.names.clear()
