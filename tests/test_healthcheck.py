@@ -165,3 +165,14 @@ def test_probe_script_exits_1_and_says_why_when_nothing_listens():
     assert done.returncode == 1
     assert url in done.stderr
     assert 'Traceback' not in done.stderr
+
+
+def test_probe_script_never_imports_cherrypy(app_port):
+    """The probe runs every few seconds in the container: it loads only the standard library."""
+    done = subprocess.run(
+        [sys.executable, '-X', 'importtime', f'{ROOT}/healthcheck.py',
+         f'http://127.0.0.1:{app_port}/healthcheck'],
+        capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0
+    assert 'cherrypy' not in done.stderr and 'cheroot' not in done.stderr
+    assert 'urllib.request' in done.stderr  # the import log is really there
