@@ -1,11 +1,15 @@
 """The landing page: the Landing root object, its server settings and main()."""
+import datetime
 import logging
 import os
+import re
 import sys
 import threading
+import time
 
 import cherrypy
 from cheroot.connections import ConnectionManager
+from cherrypy._cplogging import LogManager
 from cherrypy._cpwsgi_server import CPWSGIServer
 
 from healthcheck import HealthCheck
@@ -106,15 +110,60 @@ def error_page(status, message, traceback, version):
     return f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
 
 
-class QuietProbes(logging.Filter):
-    """Keep requests whose config says `request.access_log = False` out of the access log."""
-
-    def filter(self, record):
-        """Drop the record when the current request asked not to be logged."""
-        return getattr(cherrypy.serving.request, 'access_log', True)
+# Atoms CherryPy's access log would escape: quotes, backslashes, anything unprintable.
+_NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]').search
+_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
 
 
-QUIET_PROBES = QuietProbes()
+def _escape(value):
+    """Escape one access-log atom as CherryPy does, but only when it needs it."""
+    if not _NEEDS_ESCAPE(value):
+        return value
+    return repr(value.replace('"', '\\"').encode('utf8'))[2:-1].replace('\\\\', '\\')
+
+
+class AccessLog(LogManager):
+    """CherryPy's log manager, writing the same Combined Log line for a fraction of the work.
+
+    The stock access() builds 12 atoms per request (a uuid4 and an RFC 3339 time among them that
+    the format never prints) and escapes each; that was a fifth of a request's CPU. Requests
+    whose config says `request.access_log = False` (the health check) are not logged at all.
+    """
+
+    _stamp = (None, '')
+
+    def access(self):
+        """Log the current request in Apache's Combined Log Format, unless it opted out."""
+        request = cherrypy.serving.request
+        if not getattr(request, 'access_log', True):
+            return
+        if self.access_log_format != LogManager.access_log_format:
+            return super().access()  # a custom format: CherryPy's general formatter
+        response = cherrypy.serving.response
+        status = response.output_status
+        status = status.split(b' ', 1)[0].decode('ISO-8859-1') if status else '-'
+        headers = request.headers
+        try:
+            self.access_log.log(logging.INFO, '%s - %s %s "%s" %s %s "%s" "%s"' % (
+                _escape(request.remote.name or request.remote.ip),
+                _escape(getattr(request, 'login', None) or '-'), self.time(),
+                _escape(request.request_line), status,
+                _escape(str(dict.get(response.headers, 'Content-Length', '') or '-')),
+                _escape(dict.get(headers, 'Referer', '')),
+                _escape(dict.get(headers, 'User-Agent', ''))))
+        except Exception:
+            self(traceback=True)
+
+    def time(self):
+        """Return CherryPy's [dd/Mon/yyyy:hh:mm:ss] local time, formatted once a second."""
+        second = int(time.time())
+        if AccessLog._stamp[0] != second:
+            moment = datetime.datetime.fromtimestamp(second)
+            AccessLog._stamp = (second, '[%02d/%s/%04d:%02d:%02d:%02d]' % (
+                moment.day, _MONTHS[moment.month - 1], moment.year,
+                moment.hour, moment.minute, moment.second))
+        return AccessLog._stamp[1]
+
 
 # On every answer, errors included; nothing here names a version.
 RESPONSE_HEADERS = {
@@ -155,6 +204,15 @@ class PatientConnections(ConnectionManager):
         if conn is not None:
             self.put(conn)  # to a worker once readable, like a kept-alive connection
         return None
+
+    @property
+    def can_add_keepalive_connection(self):
+        """Tell whether another idle connection may be kept, without the selector's lock.
+
+        cheroot counts under a lock the selector thread also holds; every worker asks once
+        per request, and with 100 threads on one core they queued on it.
+        """
+        return len(self._selector._selector.get_map()) - 1 < self.server.keep_alive_conn_limit
 
     def _expire(self, threshold):
         # cheroot closes idle connections after socket_timeout; wait keepalive_timeout instead.
@@ -218,15 +276,17 @@ class Landing:
 
 
 def prepare_apps():
-    """Give every mounted app our request and response classes and the QuietProbes filter."""
+    """Give every mounted app our request, response and access-log classes."""
     for app in cherrypy.tree.apps.values():
         app.request_class, app.response_class = LandingRequest, LandingResponse
-        app.log.access_log.addFilter(QUIET_PROBES)
+        app.log.__class__ = AccessLog  # the app's LogManager keeps its loggers and handlers
 
 
 def configure(environ):
     """Apply DEFAULTS and environment overrides to CherryPy, and hook the engine's start."""
     settings = settings_from(environ)
+    # CherryPy's log lines print none of these; looking them up cost a getpid() per request.
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     cherrypy.config.update(settings)
     # cherrypy.server starts at priority 75: swap its server class in just before.
     cherrypy.engine.subscribe('start', use_load_balanced_server, priority=70)

@@ -1,0 +1,94 @@
+"""The access log: landing's fast formatter writes exactly the line CherryPy's own would."""
+import logging
+
+import cherrypy
+import pytest
+from cherrypy._cplogging import LogManager
+from cherrypy.lib import httputil
+
+import landing
+
+
+class Lines(logging.Handler):
+    """A logging handler that keeps the messages it receives."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def serving():
+    """Install a request/response pair as the current one, as CherryPy does per request."""
+    request = cherrypy._cprequest.Request(
+        httputil.Host('127.0.0.1', 5555), httputil.Host('127.0.0.1', 80, 'client.example'))
+    response = cherrypy._cprequest.Response()
+    response.output_status = None  # set by finalize() in a real request
+    cherrypy.serving.load(request, response)
+    yield request, response
+    cherrypy.serving.clear()
+
+
+def log_line(manager_class, appid):
+    """Return the line `manager_class.access()` logs for the current request."""
+    manager = manager_class(appid, 'test-access-log')
+    lines = Lines()
+    manager.access_log.addHandler(lines)
+    manager.access_log.propagate = False
+    manager.access()
+    return lines.messages
+
+
+@pytest.mark.parametrize('request_line, user_agent, referer, status, length', [
+    ('GET / HTTP/1.1', 'curl/8.0', '', b'200 OK', '442'),
+    ('GET /a%22b HTTP/1.1', 'Mozilla "quoted" \\ back', 'http://x/"y"', b'404 Not Found', '513'),
+    ('HEAD /logo.png HTTP/1.0', 'Ünïcödé agent ✓', 'http://ref.example/é', b'304 Not Modified', ''),
+    ('GET /\x7f\x01 HTTP/1.1', 'tab\there', '', None, None),
+])
+def test_fast_access_line_matches_cherrypys(serving, request_line, user_agent, referer, status,
+                                            length):
+    """Quotes, backslashes, non-ASCII and control bytes are escaped exactly as CherryPy does."""
+    request, response = serving
+    request.request_line = request_line
+    request.headers = httputil.HeaderMap({'User-Agent': user_agent, 'Referer': referer})
+    response.output_status = status
+    if length is not None:
+        response.headers['Content-Length'] = length
+    stock = log_line(LogManager, 'stock')
+    fast = log_line(landing.AccessLog, 'fast')
+    assert fast == stock and len(fast) == 1
+
+
+def test_requests_that_opt_out_are_not_logged(serving):
+    """A request with `access_log = False` (the health check's config) writes no line."""
+    request, _ = serving
+    request.request_line = 'GET /healthcheck HTTP/1.1'
+    request.access_log = False
+    assert log_line(landing.AccessLog, 'quiet') == []
+
+
+def test_a_custom_format_falls_back_to_cherrypys_formatter(serving):
+    """Set access_log_format and the fast path steps aside for CherryPy's general one."""
+    request, _ = serving
+    request.request_line = 'GET / HTTP/1.1'
+    manager = landing.AccessLog('custom', 'test-access-log')
+    manager.access_log_format = '{h} {r} {s}'
+    lines = Lines()
+    manager.access_log.addHandler(lines)
+    manager.access_log.propagate = False
+    manager.access()
+    assert lines.messages == ['client.example GET / HTTP/1.1 -']
+
+
+def test_a_failing_format_is_logged_as_an_error_not_raised(serving, monkeypatch):
+    """If building the line fails, the error goes to the error log and the request goes on."""
+    request, _ = serving
+    request.request_line = 'GET / HTTP/1.1'
+    monkeypatch.setattr(landing, '_escape', lambda value: 1 / 0)
+    errors = []
+    monkeypatch.setattr(landing.AccessLog, '__call__', lambda self, **kw: errors.append(kw))
+    landing.AccessLog('broken', 'test-access-log').access()
+    assert errors == [{'traceback': True}]
