@@ -38,5 +38,10 @@ fi
 status=0
 "$python" -m coverage run -m pytest "$@" || status=$?
 "$python" -m coverage combine --quiet || true
-"$python" -m coverage report -m || { [[ $status -ne 0 ]] || status=$?; }
+# A subset of the tests cannot cover everything: enforce 100% only for the whole suite.
+if [[ $# -gt 0 ]]; then
+  "$python" -m coverage report -m --fail-under=0
+else
+  "$python" -m coverage report -m || { [[ $status -ne 0 ]] || status=$?; }
+fi
 exit "$status"
