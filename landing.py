@@ -1,5 +1,6 @@
 """The landing page: the Landing root object, its server settings and main()."""
 import datetime
+import io
 import logging
 import os
 import re
@@ -9,8 +10,10 @@ import time
 
 import cherrypy
 from cheroot.connections import ConnectionManager
+from cheroot.makefile import MakeFile, StreamWriter
+from cheroot.server import HTTPConnection
 from cherrypy._cplogging import LogManager
-from cherrypy._cpwsgi_server import CPWSGIServer
+from cherrypy._cpwsgi_server import CPWSGIHTTPRequest, CPWSGIServer
 
 from healthcheck import HealthCheck
 
@@ -219,11 +222,82 @@ class PatientConnections(ConnectionManager):
         super()._expire(threshold + self.server.timeout - self.server.keepalive_timeout)
 
 
+class HeldHeadersWriter(StreamWriter):
+    """cheroot's socket writer, able to hold a header block back for the first body write.
+
+    cheroot sends an answer's headers and its body in two send() calls: two TCP segments, and
+    (the socket has a timeout) two polls, each letting another of the 100 threads take the GIL.
+    Held headers go out with the first body write, or at the end of the answer if none follows;
+    later writes go straight out, so a streamed answer still streams.
+    """
+
+    hold_next = False
+    held = b''
+
+    def write(self, data):
+        """Send data after any held headers, or hold it if asked to."""
+        if self.hold_next:
+            self.hold_next = False
+            self.held = data
+            return len(data)
+        if self.held:
+            data, self.held = self.held + data, b''
+        return super().write(data)
+
+    def release(self):
+        """Send held headers that no body followed (HEAD, 304, an empty body)."""
+        if self.held:
+            held, self.held = self.held, b''
+            super().write(held)
+
+
+def held_headers_makefile(sock, mode='r', bufsize=io.DEFAULT_BUFFER_SIZE):
+    """cheroot's MakeFile, with a HeldHeadersWriter for writing."""
+    if 'w' in mode:
+        return HeldHeadersWriter(sock, mode, bufsize)
+    return MakeFile(sock, mode, bufsize)
+
+
+class OneSendRequest(CPWSGIHTTPRequest):
+    """CherryPy's cheroot request, sending the headers with the body's first write."""
+
+    def send_headers(self):
+        """Build the header block as cheroot does, and hold it back."""
+        wfile = self.conn.wfile
+        wfile.hold_next = isinstance(wfile, HeldHeadersWriter)
+        try:
+            super().send_headers()
+        finally:
+            wfile.hold_next = False  # a failed send_headers must not hold the next write
+
+    def respond(self):
+        """Answer as cheroot does, then send headers still held."""
+        try:
+            super().respond()
+        finally:
+            if isinstance(self.conn.wfile, HeldHeadersWriter):
+                self.conn.wfile.release()
+
+
+class OneSendConnection(HTTPConnection):
+    """cheroot's connection, answering with OneSendRequest over a HeldHeadersWriter."""
+
+    RequestHandlerClass = OneSendRequest
+
+    def __init__(self, server, sock, makefile=MakeFile):
+        # A TLS adapter brings its own file objects; those stay as they are.
+        if makefile is MakeFile:
+            makefile = held_headers_makefile
+        super().__init__(server, sock, makefile)
+
+
 class LoadBalancedServer(CPWSGIServer):
     """CherryPy's cheroot server with the settings CherryPy's config does not reach."""
 
     def __init__(self, server_adapter):
         super().__init__(server_adapter)
+        # Set after CherryPy's __init__, which assigns its request class to cheroot's.
+        self.ConnectionClass = OneSendConnection
         self.keep_alive_conn_limit = server_adapter.keep_alive_conn_limit
         self.keepalive_timeout = server_adapter.keepalive_timeout
 
