@@ -91,8 +91,12 @@ def serve_cheroot(port, www, threads, queue):
                          request_queue_size=queue)
 
     def stop(signum, frame):
-        """Ask the server to stop; serve() then returns."""
-        server.stop()
+        """Leave serve() in the main thread; safe_start() then stops the server.
+
+        Calling server.stop() here would wait, inside the main thread, for the serve() loop
+        that this handler interrupted: it never returned, and the driver had to SIGKILL it.
+        """
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
     try:
