@@ -10,7 +10,10 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   exec python3 "$(dirname "$0")/bench.py" --help
 fi
 
-cd "$(dirname "$0")"
+# Paths given to bench.py (--app, --variant) stay relative to where this was run from.
+caller_dir=$PWD
+bench_dir=$(cd "$(dirname "$0")" && pwd)
+cd "$bench_dir"
 
 # wrk and nginx come from Debian; install them only when missing (needs root or sudo).
 missing=()
@@ -44,4 +47,5 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
   echo "$wanted" >"$stamp"
 fi
 
-exec "$python" bench.py "$@"
+cd "$caller_dir"
+exec "$bench_dir/$python" "$bench_dir/bench.py" "$@"
