@@ -30,12 +30,14 @@ if __name__ == '__main__':
     sys.exit(probe(sys.argv[1] if len(sys.argv) > 1 else default_url(os.environ)))
 
 import json  # noqa: E402  (the handler's imports: below the probe on purpose)
-import threading  # noqa: E402
 
 import cherrypy  # noqa: E402
-from cherrypy.process.wspbus import states  # noqa: E402
+
+import server  # noqa: E402
 
 HEALTH_JSON = 'application/health+json'
+# What a failing probe reads: not serving yet, or stopping (draining or stopped).
+FAILING_TEXT = {'starting': 'Starting', 'stopping': 'Shutting down'}
 
 
 def wants_health_json():
@@ -46,29 +48,24 @@ def wants_health_json():
 
 
 class HealthCheck:
-    """Answers load-balancer and Kubernetes probes: 200 while serving, 503 once stopping."""
+    """Answers load-balancer and Kubernetes probes: 200 while serving, 503 otherwise."""
 
     _cp_config = {
         # Probes arrive every few seconds from every node; they would drown the visits.
         'request.access_log': False,
     }
 
-    def __init__(self):
-        # Set on SIGTERM when the server drains before stopping (landing.drain_then_exit).
-        self.draining = threading.Event()
-
     @cherrypy.expose
     @cherrypy.tools.allow(methods=('GET', 'HEAD'))
     def index(self):
-        """Return Yay (or health+json) with 200, or 503 when draining or shutting down."""
-        passing = cherrypy.engine.state == states.STARTED and not self.draining.is_set()
+        """Return Yay (or health+json) with 200; 503 Starting or Shutting down otherwise."""
+        status = server.status()
         response = cherrypy.response
         response.headers['Cache-Control'] = 'no-store'
-        if not passing:
+        if status != 'serving':
             response.status = 503
         if wants_health_json():
             response.headers['Content-Type'] = HEALTH_JSON
-            return json.dumps({'status': 'pass' if passing else 'fail'}).encode()
+            return json.dumps({'status': 'pass' if status == 'serving' else 'fail'}).encode()
         response.headers['Content-Type'] = 'text/plain; charset=utf-8'
-        return b'Yay' if passing else b'Shutting down'
-
+        return 'Yay' if status == 'serving' else FAILING_TEXT[status]

@@ -1,5 +1,6 @@
-"""Shared fixtures: free loopback ports, the app served in-process, and the app as a real process."""
+"""Shared fixtures: free loopback ports, the app as a real process, and the app called in-process."""
 import http.client
+import io
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import landing  # noqa: E402  (needs ROOT on sys.path)
+import server  # noqa: E402
 
 START_DEADLINE = 15
 
@@ -49,23 +51,6 @@ def wait_until(condition, deadline=START_DEADLINE, what='condition'):
         if time.monotonic() > end:
             raise AssertionError(f'{what} not reached within {deadline} s')
         time.sleep(0.05)
-
-
-@pytest.fixture(scope='session')
-def app_port():
-    """Serve Landing with the real prod.conf in this process on a free loopback port."""
-    port = free_port()
-    landing.configure({'HOST': '127.0.0.1', 'PORT': str(port)})
-    cherrypy.config.update({'log.screen': False})
-    cherrypy.tree.mount(landing.Landing(), '', landing.CONFIG_PATH)
-    cherrypy.engine.start()
-    try:
-        wait_until(lambda: request(port, 'GET', '/healthcheck')[0] == 200,
-                   what='in-process server')
-        yield port
-    finally:
-        cherrypy.engine.exit()
-        cherrypy.tree.apps.clear()
 
 
 class ServerProcess:
@@ -128,3 +113,59 @@ def start_server(tmp_path):
     yield start
     for server in started:
         server.kill()
+
+
+@pytest.fixture(scope='session')
+def app_port(tmp_path_factory):
+    """Serve Landing as a real `python landing.py` process, shared by the session's tests."""
+    served = ServerProcess(tmp_path_factory.mktemp('app'))
+    try:
+        served.wait_ready()
+        yield served.port
+    finally:
+        served.kill()
+
+
+class InProcessApp:
+    """The WSGI app server.serve() hands to granian, called directly in this process."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, method, path, headers=None, protocol='HTTP/1.1'):
+        """Call the app once; return (status code, headers dict, body bytes)."""
+        path_info, _, query = path.partition('?')
+        environ = {
+            'REQUEST_METHOD': method, 'PATH_INFO': path_info, 'QUERY_STRING': query,
+            'SERVER_NAME': '127.0.0.1', 'SERVER_PORT': '80', 'SERVER_PROTOCOL': protocol,
+            'REMOTE_ADDR': '127.0.0.1', 'HTTP_HOST': 'localhost', 'SCRIPT_NAME': '',
+            'wsgi.url_scheme': 'http', 'wsgi.input': io.BytesIO(), 'wsgi.errors': sys.stderr,
+            'wsgi.version': (1, 0), 'wsgi.multithread': True, 'wsgi.multiprocess': False,
+            'wsgi.run_once': False,
+        }
+        for name, value in (headers or {}).items():
+            environ['HTTP_' + name.upper().replace('-', '_')] = value
+        started = []
+        answer = self.app(environ, lambda status, headers, exc_info=None: started.append(
+            (status, headers)))
+        try:
+            body = b''.join(answer)
+        finally:
+            if hasattr(answer, 'close'):
+                answer.close()
+        status, header_list = started[-1]
+        return int(status.split()[0]), dict(header_list), body
+
+
+@pytest.fixture(scope='session')
+def in_process():
+    """Landing mounted with the real prod.conf and server settings, its engine started here."""
+    server.configure({})
+    cherrypy.config.update({'log.screen': False})
+    app = server.mount(landing.Landing(), landing.CONFIG_PATH)
+    cherrypy.engine.start()
+    try:
+        yield InProcessApp(app)
+    finally:
+        cherrypy.engine.exit()
+        cherrypy.tree.apps.clear()

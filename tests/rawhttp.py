@@ -3,6 +3,8 @@ import re
 import socket
 
 CRLF = b'\r\n'
+# After the first bytes of an answer, how long a silence means the server has said it all.
+QUIET = 0.3
 
 
 def connect(port, timeout=5):
@@ -17,14 +19,16 @@ def get(path, *headers):
 
 
 def exchange(port, data, timeout=5):
-    """Send `data`, close our side, and return every byte the server sends until it closes.
+    """Send `data` and return every byte the server sends until it closes or falls quiet.
 
-    A server reset shows as a trailing b'<RST>', a silent server as b'<TIMEOUT>'.
+    Our side stays open for writing, as an HTTP client's does (granian drops a request whose
+    client half-closes). A server reset shows as a trailing b'<RST>'; a server that neither
+    answers nor closes within `timeout` as b'<TIMEOUT>'; one that answers and keeps the
+    connection open as b'<OPEN>'.
     """
     with connect(port, timeout) as sock:
         try:
             sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server may answer and close on bad bytes before reading them all
         received = b''
@@ -34,10 +38,11 @@ def exchange(port, data, timeout=5):
             except ConnectionResetError:
                 return received + b'<RST>'
             except socket.timeout:
-                return received + b'<TIMEOUT>'
+                return received + (b'<OPEN>' if received else b'<TIMEOUT>')
             if not chunk:
                 return received
             received += chunk
+            sock.settimeout(QUIET)
 
 
 class Response:

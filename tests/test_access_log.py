@@ -1,4 +1,4 @@
-"""The access log: landing's fast formatter writes exactly the line CherryPy's own would."""
+"""The access log: server.py's fast formatter writes exactly the line CherryPy's own would."""
 import logging
 
 import cherrypy
@@ -6,7 +6,7 @@ import pytest
 from cherrypy._cplogging import LogManager
 from cherrypy.lib import httputil
 
-import landing
+import server
 
 
 class Lines(logging.Handler):
@@ -58,7 +58,7 @@ def test_fast_access_line_matches_cherrypys(serving, request_line, user_agent, r
     if length is not None:
         response.headers['Content-Length'] = length
     stock = log_line(LogManager, 'stock')
-    fast = log_line(landing.AccessLog, 'fast')
+    fast = log_line(server.AccessLog, 'fast')
     assert fast == stock and len(fast) == 1
 
 
@@ -67,14 +67,14 @@ def test_requests_that_opt_out_are_not_logged(serving):
     request, _ = serving
     request.request_line = 'GET /healthcheck HTTP/1.1'
     request.access_log = False
-    assert log_line(landing.AccessLog, 'quiet') == []
+    assert log_line(server.AccessLog, 'quiet') == []
 
 
 def test_a_custom_format_falls_back_to_cherrypys_formatter(serving):
     """Set access_log_format and the fast path steps aside for CherryPy's general one."""
     request, _ = serving
     request.request_line = 'GET / HTTP/1.1'
-    manager = landing.AccessLog('custom', 'test-access-log')
+    manager = server.AccessLog('custom', 'test-access-log')
     manager.access_log_format = '{h} {r} {s}'
     lines = Lines()
     manager.access_log.addHandler(lines)
@@ -87,8 +87,8 @@ def test_a_failing_format_is_logged_as_an_error_not_raised(serving, monkeypatch)
     """If building the line fails, the error goes to the error log and the request goes on."""
     request, _ = serving
     request.request_line = 'GET / HTTP/1.1'
-    monkeypatch.setattr(landing, '_escape', lambda value: 1 / 0)
+    monkeypatch.setattr(server, '_escape', lambda value: 1 / 0)
     errors = []
-    monkeypatch.setattr(landing.AccessLog, '__call__', lambda self, **kw: errors.append(kw))
-    landing.AccessLog('broken', 'test-access-log').access()
+    monkeypatch.setattr(server.AccessLog, '__call__', lambda self, **kw: errors.append(kw))
+    server.AccessLog('broken', 'test-access-log').access()
     assert errors == [{'traceback': True}]

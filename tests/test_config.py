@@ -1,57 +1,78 @@
-"""Configuration: defaults, environment overrides, and what prod.conf declares."""
+"""Configuration: landing.py's seed, environment overrides, and what prod.conf declares."""
+import json
 import os
+import subprocess
+import sys
 
-import cherrypy
 import pytest
 from cherrypy.lib import reprconf
 
 import landing
+import server
+from conftest import ROOT
+
+SEED = {
+    'server.socket_host': '0.0.0.0',
+    'server.socket_port': 80,
+    'server.thread_pool': 100,
+    'tools.trailing_slash.on': False,
+}
 
 
-def test_defaults_are_the_documented_ones():
-    """With no environment, the server binds 0.0.0.0:80 with 100 threads, no slash redirects."""
-    settings = landing.settings_from({})
-    assert settings['server.socket_host'] == '0.0.0.0'
-    assert settings['server.socket_port'] == 80
-    assert settings['server.thread_pool'] == 100
-    assert settings['tools.trailing_slash.on'] is False
-    assert settings['environment'] == 'production'
+@pytest.fixture(scope='module')
+def fresh_settings():
+    """The settings a fresh `import landing` gives with no environment, read in a new process."""
+    done = subprocess.run(
+        [sys.executable, '-c', 'import json, landing, server; '
+         'print(json.dumps(server.settings_from({}), default=str))'],
+        cwd=ROOT, env={'PATH': os.environ.get('PATH', '')}, capture_output=True, text=True,
+        timeout=30, check=True)
+    return json.loads(done.stdout)
 
 
-def test_production_keeps_screen_logging_on():
+def test_defaults_are_the_seeds_in_landing_py(fresh_settings):
+    """With no environment: 0.0.0.0:80, 100 threads, no slash redirects, production."""
+    assert {key: fresh_settings[key] for key in SEED} == SEED
+    assert fresh_settings['environment'] == 'production'
+
+
+def test_production_keeps_screen_logging_on(fresh_settings):
     """Production turns screen logging off; ours turns it back on, or a container is silent."""
-    assert landing.settings_from({})['log.screen'] is True
+    assert fresh_settings['log.screen'] is True
+
+
+def test_load_balancer_defaults_absorb_bursts_and_outlast_idle_timeouts(fresh_settings):
+    """Backlog 1024, keep-alive longer than AWS's 60 s, one worker, no drain, a body cap."""
+    assert fresh_settings['server.socket_queue_size'] == 1024
+    assert fresh_settings['server.keepalive_timeout'] > 60
+    assert fresh_settings['server.workers'] == 1
+    assert fresh_settings['server.drain_seconds'] == 0
+    assert 0 < fresh_settings['server.max_request_body_size'] <= 1024 * 1024
 
 
 def test_environment_overrides_host_port_and_threads():
-    """HOST, PORT and THREADS override the defaults."""
-    settings = landing.settings_from({'HOST': '127.0.0.1', 'PORT': '8080', 'THREADS': '10'})
+    """HOST, PORT and THREADS override the seed."""
+    settings = server.settings_from({'HOST': '127.0.0.1', 'PORT': '8080', 'THREADS': '10'}, SEED)
     assert settings['server.socket_host'] == '127.0.0.1'
     assert settings['server.socket_port'] == 8080
     assert settings['server.thread_pool'] == 10
 
 
-def test_load_balancer_defaults_absorb_bursts_and_outlast_idle_timeouts():
-    """Backlog 1024, keep-alive longer than AWS's 60 s, hundreds of kept connections."""
-    settings = landing.settings_from({})
-    assert settings['server.socket_queue_size'] == 1024
-    assert settings['server.keepalive_timeout'] > 60
-    assert settings['server.keep_alive_conn_limit'] >= 100
-    assert settings['server.drain_seconds'] == 0
-    assert 0 < settings['server.max_request_header_size'] <= 64 * 1024
-    assert 0 < settings['server.max_request_body_size'] <= 1024 * 1024
+def test_the_seed_overrides_the_server_defaults():
+    """What landing.py's config.update says wins over server.py's defaults."""
+    assert server.settings_from({}, {'server.keepalive_timeout': 5})['server.keepalive_timeout'] == 5
 
 
 @pytest.mark.parametrize('name, key', [
-    (name, key) for name, (key, _, _) in landing.WHOLE_NUMBER_VARIABLES.items()])
+    (name, key) for name, (key, _, _) in server.WHOLE_NUMBER_VARIABLES.items()])
 def test_each_whole_number_variable_overrides_its_setting(name, key):
     """Every documented variable sets its CherryPy key, parsed as a number."""
-    assert landing.settings_from({name: '42'})[key] == 42
+    assert server.settings_from({name: '42'}, SEED)[key] == 42
 
 
 def test_unrelated_environment_is_ignored():
     """Only the documented variables change anything."""
-    assert landing.settings_from({'PATH': '/bin', 'LANG': 'C'}) == landing.settings_from({})
+    assert server.settings_from({'PATH': '/bin', 'LANG': 'C'}, SEED) == server.settings_from({}, SEED)
 
 
 @pytest.mark.parametrize('name, value', [
@@ -61,53 +82,46 @@ def test_unrelated_environment_is_ignored():
     ('PORT', '-1'),
     ('PORT', ''),
     ('PORT', '8.5'),
+    ('PORT', '+8080'),
+    ('PORT', '3_4829'),
+    ('PORT', ' 8080'),
+    ('PORT', '8080\n'),
+    ('PORT', '\u0668\u0660\u0668\u0660'),  # Arabic-Indic digits: int() takes them
+    ('PORT', '\uff18\uff10'),  # full-width digits
+    ('PORT', '0x50'),
     ('THREADS', '0'),
     ('THREADS', 'many'),
+    ('THREADS', '1e3'),
+    ('WORKERS', '0'),
+    ('WORKERS', '65'),
     ('BACKLOG', '0'),
     ('KEEPALIVE_TIMEOUT', 'forever'),
-    ('KEEPALIVE_LIMIT', '-5'),
-    ('REQUEST_TIMEOUT', '0'),
     ('SHUTDOWN_TIMEOUT', '1e3'),
+    ('SHUTDOWN_TIMEOUT', '0'),
     ('DRAIN_SECONDS', 'ten'),
     ('HOST', ''),
     ('HOST', '  '),
+    ('HOST', 'local host'),
+    ('HOST', '\u0661\u0662\u0667.0.0.1'),
 ])
 def test_bad_values_are_refused_with_a_message_naming_the_variable(name, value):
     """A value the server cannot run with raises ConfigError naming the variable and value."""
-    with pytest.raises(landing.ConfigError) as refused:
-        landing.settings_from({name: value})
+    with pytest.raises(server.ConfigError) as refused:
+        server.settings_from({name: value}, SEED)
     assert str(refused.value).startswith(f'{name} ')
     assert repr(value) in str(refused.value)
 
 
-def test_configure_applies_settings_to_cherrypy(monkeypatch):
-    """configure() puts the effective settings into cherrypy.config."""
-    applied = {}
-    monkeypatch.setattr(cherrypy.config, 'update', applied.update)
-    landing.configure({'PORT': '8123'})
-    assert applied['server.socket_port'] == 8123
-    assert applied['log.screen'] is True
+@pytest.mark.parametrize('host', ['999.1.1.1', 'no-such-host.invalid'])
+def test_an_address_this_machine_lacks_is_refused_naming_host(host):
+    """HOST must name an address to bind; the message says which variable is wrong."""
+    with pytest.raises(server.ConfigError, match=f"^HOST '{host}'"):
+        server.bindable_address(host, 8080)
 
 
-def test_main_exits_with_one_line_on_a_bad_variable(monkeypatch):
-    """main() turns ConfigError into SystemExit with a one-line message, before serving."""
-    monkeypatch.setattr(cherrypy, 'quickstart', pytest.fail)
-    with pytest.raises(SystemExit) as stopped:
-        landing.main({'PORT': 'eighty'})
-    assert stopped.value.code == "landing: PORT must be a whole number from 1 to 65535, got 'eighty'"
-
-
-def test_main_serves_landing_with_prod_conf(monkeypatch):
-    """main() configures, then runs quickstart(Landing(), '/', prod.conf next to landing.py)."""
-    calls = []
-    monkeypatch.setattr(cherrypy.config, 'update', lambda settings: None)
-    monkeypatch.setattr(cherrypy.engine, 'subscribe', lambda *args, **kwargs: None)
-    monkeypatch.setattr(cherrypy, 'quickstart', lambda *args: calls.append(args))
-    landing.main({'PORT': '8123'})
-    [(root, script_name, config)] = calls
-    assert isinstance(root, landing.Landing)
-    assert script_name == '/'
-    assert config == os.path.join(os.path.dirname(landing.__file__), 'prod.conf')
+def test_a_name_resolves_to_the_address_granian_binds():
+    """HOST=localhost works: granian is given the address it names."""
+    assert server.bindable_address('localhost', 0) in ('127.0.0.1', '::1')
 
 
 @pytest.fixture(scope='module')
@@ -127,7 +141,7 @@ def test_prod_conf_serves_the_logo_with_staticfile(prod_conf):
     logo = prod_conf['/logo.png']
     assert logo['tools.staticfile.on'] is True
     assert logo['tools.staticfile.filename'] == 'static/logo.png'
-    assert os.path.isfile(os.path.join(landing.APP_DIR, logo['tools.staticfile.filename']))
+    assert os.path.isfile(os.path.join(ROOT, logo['tools.staticfile.filename']))
 
 
 def test_prod_conf_serves_static_dir_with_staticdir(prod_conf):
@@ -137,8 +151,6 @@ def test_prod_conf_serves_static_dir_with_staticdir(prod_conf):
     assert static['tools.staticdir.dir'] == 'static'
 
 
-def test_static_paths_resolve_against_the_app_folder_not_the_cwd():
-    """Landing roots static tools at the app folder, so any working directory works."""
-    assert landing.Landing._cp_config['tools.staticdir.root'] == landing.APP_DIR
-    assert landing.Landing._cp_config['tools.staticfile.root'] == landing.APP_DIR
-    assert os.path.isabs(landing.APP_DIR)
+def test_config_path_is_beside_landing_py():
+    """landing.py finds prod.conf next to itself, whatever the working directory."""
+    assert landing.CONFIG_PATH == os.path.join(ROOT, 'prod.conf')

@@ -1,5 +1,6 @@
 """The health check: what Kubernetes probes, load balancers and Docker's HEALTHCHECK rely on."""
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 from cherrypy.process.wspbus import states
 
 import healthcheck
-from conftest import ROOT, free_port, request
+import server
+from conftest import ROOT, free_port, request, wait_until
 
 STOPPING_STATES = [states.STOPPING, states.STOPPED, states.EXITING]
 
@@ -55,20 +57,40 @@ def test_health_json_refused_with_q_zero_falls_back_to_text(app_port):
 
 
 @pytest.mark.parametrize('state', STOPPING_STATES)
-def test_healthcheck_answers_503_once_the_engine_stops(app_port, state):
-    """While the engine is stopping, probes get 503 so the node leaves rotation."""
+def test_healthcheck_answers_503_shutting_down_once_the_engine_stops(in_process, state):
+    """Once the engine stops, probes get 503 Shutting down so the node leaves rotation."""
     with mock.patch.object(cherrypy.engine, 'state', state):
-        status, headers, body = request(app_port, 'GET', '/healthcheck')
-    assert status == 503
+        status, headers, body = in_process('GET', '/healthcheck')
+    assert (status, body) == (503, b'Shutting down')
     assert headers['Cache-Control'] == 'no-store'
-    assert body != b'Yay'
 
 
-def test_health_json_says_fail_with_503_while_stopping(app_port):
-    """The JSON form reports fail, with 503, during shutdown."""
-    with mock.patch.object(cherrypy.engine, 'state', states.STOPPING):
-        status, headers, body = request(
-            app_port, 'GET', '/healthcheck', {'Accept': 'application/health+json'})
+@pytest.mark.parametrize('state', [states.STOPPED, states.STARTING])
+def test_healthcheck_answers_503_starting_before_the_engine_first_starts(in_process, state):
+    """Before the server first serves, probes get 503 Starting (not yet ready, not leaving)."""
+    with mock.patch.object(cherrypy.engine, 'state', state), \
+            mock.patch.object(server, '_started', threading.Event()):
+        status, _, body = in_process('GET', '/healthcheck')
+    assert (status, body) == (503, b'Starting')
+
+
+def test_healthcheck_answers_503_shutting_down_while_draining(in_process):
+    """While draining (after SIGTERM, DRAIN_SECONDS), probes fail and answers close."""
+    server._draining.value = 1
+    try:
+        status, headers, body = in_process('GET', '/healthcheck')
+    finally:
+        server._draining.value = 0
+    assert (status, body) == (503, b'Shutting down')
+    assert headers['Connection'] == 'close'
+
+
+@pytest.mark.parametrize('state', [states.STARTING, states.STOPPING])
+def test_health_json_says_fail_with_503_while_not_serving(in_process, state):
+    """The JSON form reports fail, with 503, while starting and while stopping."""
+    with mock.patch.object(cherrypy.engine, 'state', state):
+        status, headers, body = in_process(
+            'GET', '/healthcheck', {'Accept': 'application/health+json'})
     assert status == 503
     assert headers['Content-Type'] == 'application/health+json'
     assert json.loads(body) == {'status': 'fail'}
@@ -85,10 +107,13 @@ def test_probe_passes_on_a_healthy_server(app_port):
     assert healthcheck.probe(f'http://127.0.0.1:{app_port}/healthcheck') == 0
 
 
-def test_probe_fails_on_503(app_port):
-    """probe() returns 1 when the server says it is shutting down."""
-    with mock.patch.object(cherrypy.engine, 'state', states.STOPPING):
-        assert healthcheck.probe(f'http://127.0.0.1:{app_port}/healthcheck') == 1
+def test_probe_fails_on_503(start_server):
+    """probe() returns 1 when the server says it is shutting down (draining after SIGTERM)."""
+    draining = start_server(env={'DRAIN_SECONDS': '30'}).wait_ready()
+    draining.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: request(draining.port, 'GET', '/healthcheck')[0] == 503,
+               what='health check failing while draining')
+    assert healthcheck.probe(f'http://127.0.0.1:{draining.port}/healthcheck') == 1
 
 
 def test_probe_fails_on_a_404(app_port):

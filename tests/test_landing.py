@@ -45,7 +45,7 @@ class PageOutline(HTMLParser):
 def outline(body):
     """Parse the page, asserting every element is closed in order."""
     parser = PageOutline()
-    parser.feed(body.decode('utf-8'))
+    parser.feed(body)
     parser.close()
     assert parser.open_tags == [], 'unclosed elements'
     return parser
@@ -57,7 +57,7 @@ def test_get_root_serves_the_landing_page_as_utf8_html(app_port):
     assert status == 200
     assert headers.get_content_type() == 'text/html'
     assert headers.get_content_charset() == 'utf-8'
-    assert body == landing.PAGE
+    assert body == landing.PAGE.encode()
 
 
 def test_landing_page_is_valid_html5_with_title_text_and_logo():
@@ -71,7 +71,7 @@ def test_landing_page_is_valid_html5_with_title_text_and_logo():
 
 
 def test_landing_page_is_built_once_not_per_request():
-    """index returns the same bytes object every time: nothing is rendered per request."""
+    """index returns the same str object every time: nothing is rendered per request."""
     root = landing.Landing()
     assert root.index() is root.index() is landing.PAGE
 
@@ -80,7 +80,7 @@ def test_head_root_answers_headers_without_a_body(app_port):
     """HEAD / answers 200 with the page's length and no body."""
     status, headers, body = request(app_port, 'HEAD', '/')
     assert status == 200
-    assert int(headers['Content-Length']) == len(landing.PAGE)
+    assert int(headers['Content-Length']) == len(landing.PAGE.encode())
     assert body == b''
 
 

@@ -14,7 +14,7 @@ SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
 def test_serves_page_health_and_logo_from_another_directory(start_server):
     """Started outside the repository, the app still finds prod.conf and static/."""
     server = start_server().wait_ready()
-    assert request(server.port, 'GET', '/')[2] == landing.PAGE
+    assert request(server.port, 'GET', '/')[2] == landing.PAGE.encode()
     assert request(server.port, 'GET', '/healthcheck')[2] == b'Yay'
     status, headers, _ = request(server.port, 'GET', '/logo.png')
     assert (status, headers.get_content_type()) == (200, 'image/png')

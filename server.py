@@ -1,0 +1,559 @@
+"""How the landing app is served: settings, the HTTP server, the guard, the access log, draining.
+
+The app (landing.py) stays a plain CherryPy app; this module serves it. Its pieces:
+
+- Settings: the seed's `cherrypy.config.update` in landing.py, then the environment (HOST,
+  PORT, THREADS, WORKERS, ...), then prod.conf. Numbers must be plain ASCII digits in range.
+- The HTTP server: granian. Its Rust (hyper) I/O reads whole requests and writes whole answers
+  itself, so a slow or silent client costs a socket, never a worker thread; its parser refuses
+  the smuggling shapes (Content-Length with Transfer-Encoding, duplicate lengths) that cheroot
+  accepts. `cherrypy.tree` is a WSGI app: granian calls it from a pool of THREADS threads in
+  each of WORKERS worker processes, which granian supervises.
+- The guard (`Guard`): a WSGI layer around `cherrypy.tree` for what hyper lets through and
+  CherryPy handles badly: invalid or duplicate Host, request targets long enough to make
+  dispatch slow, Range headers that would multiply an answer, garbage date validators, and
+  granian's `HTTP/1` protocol name. It also puts the security headers on every answer and
+  sends small answers in one piece (so a slow reader never holds a thread).
+- The access log: one Combined Log Format line per request on stdout, written by CherryPy's
+  own hook; a handler opts out with `request.access_log = False` (the health check does).
+- Draining: with DRAIN_SECONDS, SIGTERM first fails the health check and closes kept-alive
+  connections for that long, then stops; granian then finishes in-flight requests.
+"""
+import os
+import signal
+import sys
+
+# SIGTERM or Ctrl-C while the app is still importing (about 0.2 s) must stop it quietly once
+# it can, not kill it: as PID 1 in a container a default SIGTERM is even ignored. Only when a
+# script beside this module is being run (landing.py), never in a process importing it.
+_stop_early = []
+if os.path.dirname(os.path.abspath(getattr(sys.modules['__main__'], '__file__', '/'))) == \
+        os.path.dirname(os.path.abspath(__file__)):
+    for _signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(_signum, lambda *_: _stop_early.append(True))
+
+import datetime  # noqa: E402  (after the signal handlers, on purpose)
+import email.utils  # noqa: E402
+import functools  # noqa: E402
+import inspect  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing  # noqa: E402
+import multiprocessing.util  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import cherrypy  # noqa: E402
+from cherrypy._cplogging import LogManager  # noqa: E402
+from cherrypy.process.wspbus import states  # noqa: E402
+from granian.constants import HTTPModes, Interfaces  # noqa: E402
+from granian.http import HTTP1Settings  # noqa: E402
+from granian.server import MPServer  # noqa: E402
+
+# How the server runs, beside the seed's host, port, threads and trailing-slash settings.
+DEFAULTS = {
+    'environment': 'production',
+    # production turns screen logging off; a container must log to stdout/stderr.
+    'log.screen': True,
+    'server.workers': 1,
+    # Connections held open per worker (idle keep-alive, pre-opened, slow); more wait in the
+    # backlog. Silent connections cost memory only, never a thread.
+    'server.max_connections': 4096,
+    # A burst of load-balancer connections must queue, not be refused.
+    'server.socket_queue_size': 1024,
+    # Idle keep-alive connections (and headers still arriving) are kept this long: AWS load
+    # balancers keep idle connections 60 s and expect the backend to outlast them.
+    'server.keepalive_timeout': 75,
+    'server.shutdown_timeout': 10,
+    # Seconds between SIGTERM and stopping, failing health checks meanwhile.
+    'server.drain_seconds': 0,
+    # A landing page takes no uploads: bigger bodies get 413.
+    'server.max_request_body_size': 64 * 1024,
+}
+
+# Environment variable -> (setting, lowest and highest whole number it accepts).
+WHOLE_NUMBER_VARIABLES = {
+    'PORT': ('server.socket_port', 1, 65535),
+    'THREADS': ('server.thread_pool', 1, 10000),
+    'WORKERS': ('server.workers', 1, 64),
+    'BACKLOG': ('server.socket_queue_size', 1, 65535),
+    'MAX_CONNECTIONS': ('server.max_connections', 1, 1000000),
+    'KEEPALIVE_TIMEOUT': ('server.keepalive_timeout', 1, 86400),
+    'SHUTDOWN_TIMEOUT': ('server.shutdown_timeout', 1, 3600),
+    'DRAIN_SECONDS': ('server.drain_seconds', 0, 3600),
+}
+
+# Headers hyper reads into one buffer: the request line and headers must fit (else 431/414).
+HEADER_BUFFER = 16 * 1024
+# Longest request target (path and query) the guard passes to CherryPy; longer gets 414.
+# CherryPy's dispatch and config lookup cost grows with the path: 8,000 segments took 0.4 s.
+MAX_TARGET = 4096
+MAX_SEGMENTS = 64
+# Descriptors kept back from connections for everything else a worker opens.
+FILES_RESERVED = 64
+# Answers up to this size are sent in one write; bigger ones (large static files) stream.
+ONE_PIECE = 256 * 1024
+
+# On every answer, errors included; nothing here names a version.
+RESPONSE_HEADERS = (
+    ('Server', 'Landing'),
+    ('X-Content-Type-Options', 'nosniff'),
+    ('Content-Security-Policy',
+     "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    ('Referrer-Policy', 'strict-origin-when-cross-origin'),
+)
+_OWN_HEADERS = {name.lower() for name, _ in RESPONSE_HEADERS}
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the server cannot run with."""
+
+
+def _whole_number(environ, name, low, high):
+    """Read environment variable `name` as ASCII digits making a number in [low, high]."""
+    raw = environ[name]
+    # int() also takes '+8080', '3_4829', ' 80 ' and Arabic-Indic digits: none is a port.
+    if not (raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
+        raise ConfigError(f'{name} must be a whole number from {low} to {high}, got {raw!r}')
+    return int(raw)
+
+
+def settings_from(environ, seed=None):
+    """Return the settings: DEFAULTS, then the seed's config (landing.py), then the environment."""
+    settings = dict(DEFAULTS)
+    settings.update(cherrypy.config if seed is None else seed)
+    if 'HOST' in environ:
+        host = environ['HOST'].strip()
+        if not host or not host.isascii() or any(c.isspace() for c in host):
+            raise ConfigError(f"HOST must be an address to bind, got {environ['HOST']!r}")
+        settings['server.socket_host'] = host
+    for name, (key, low, high) in WHOLE_NUMBER_VARIABLES.items():
+        if name in environ:
+            settings[key] = _whole_number(environ, name, low, high)
+    return settings
+
+
+def error_page(status, message, traceback, version):
+    """Render an error as a short page that names neither tracebacks nor versions."""
+    return f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
+
+
+# ------------------------------------------------------------------ query strings
+
+
+def _accepted_params(handler):
+    """Return the names `handler` takes as keywords, or None if it takes any (**kwargs)."""
+    callable_ = getattr(handler, 'callable', handler)
+    try:
+        parameters = inspect.signature(callable_).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+_accepted_params_cached = functools.lru_cache(maxsize=1024)(_accepted_params)
+
+
+def ignore_unused_params():
+    """Drop query parameters the handler does not take (utm_*, fbclid, gclid...).
+
+    CherryPy passes every query parameter to the handler as a keyword and answers 404 when
+    the handler does not take it: every ad or social link would land on a 404.
+    """
+    request = cherrypy.serving.request
+    if not request.params or request.handler is None:
+        return
+    try:
+        accepted = _accepted_params_cached(request.handler)
+    except TypeError:  # an unhashable handler: look it up each time
+        accepted = _accepted_params(request.handler)
+    if accepted is not None:
+        for name in [name for name in request.params if name not in accepted]:
+            del request.params[name]
+
+
+cherrypy.tools.ignore_unused_params = cherrypy.Tool('before_handler', ignore_unused_params, priority=10)
+
+
+# ------------------------------------------------------------------ the access log
+
+# Atoms CherryPy's access log would escape: quotes, backslashes, anything unprintable.
+_NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]').search
+_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
+
+
+def _escape(value):
+    """Escape one access-log atom as CherryPy does, but only when it needs it."""
+    if not _NEEDS_ESCAPE(value):
+        return value
+    return repr(value.replace('"', '\\"').encode('utf8'))[2:-1].replace('\\\\', '\\')
+
+
+class AccessLog(LogManager):
+    """CherryPy's log manager, writing the same Combined Log line for a fraction of the work.
+
+    The stock access() builds 12 atoms per request (a uuid4 and an RFC 3339 time among them
+    that the format never prints) and escapes each: a fifth of a request's CPU. Requests whose
+    config says `request.access_log = False` (the health check) are not logged at all.
+    """
+
+    _stamp = (None, '')
+
+    def access(self):
+        """Log the current request in Apache's Combined Log Format, unless it opted out."""
+        request = cherrypy.serving.request
+        if not getattr(request, 'access_log', True):
+            return
+        if self.access_log_format != LogManager.access_log_format:
+            return super().access()  # a custom format: CherryPy's general formatter
+        response = cherrypy.serving.response
+        status = response.output_status
+        status = status.split(b' ', 1)[0].decode('ISO-8859-1') if status else '-'
+        headers = request.headers
+        try:
+            self.access_log.log(logging.INFO, '%s - %s %s "%s" %s %s "%s" "%s"' % (
+                _escape(request.remote.name or request.remote.ip),
+                _escape(getattr(request, 'login', None) or '-'), self.time(),
+                _escape(request.request_line), status,
+                _escape(str(dict.get(response.headers, 'Content-Length', '') or '-')),
+                _escape(dict.get(headers, 'Referer', '')),
+                _escape(dict.get(headers, 'User-Agent', ''))))
+        except Exception:
+            self(traceback=True)  # as CherryPy's own access(): an error line, not a failed request
+
+    def time(self):
+        """Return CherryPy's [dd/Mon/yyyy:hh:mm:ss] local time, formatted once a second."""
+        second = int(time.time())
+        if AccessLog._stamp[0] != second:
+            moment = datetime.datetime.fromtimestamp(second)
+            AccessLog._stamp = (second, '[%02d/%s/%04d:%02d:%02d:%02d]' % (
+                moment.day, _MONTHS[moment.month - 1], moment.year,
+                moment.hour, moment.minute, moment.second))
+        return AccessLog._stamp[1]
+
+
+# ------------------------------------------------------------------ the guard
+
+# RFC 3986 host (reg-name, IPv4 or a bracketed IPv6) and an optional port.
+_VALID_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
+_RANGE = re.compile(r'bytes=(?:[0-9]{1,18}-[0-9]{0,18}|-[0-9]{1,18})')
+
+
+def _valid_date(value):
+    """Tell whether an HTTP date header holds a date (RFC 9110 §13.1.3: ignore one that does not)."""
+    try:
+        return email.utils.parsedate_to_datetime(value) is not None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+
+
+def refusal(environ, max_body=DEFAULTS['server.max_request_body_size']):
+    """Return (status, reason) for a request the app must not see, or None to pass it on."""
+    host = environ.get('HTTP_HOST', '')
+    # Two Host fields arrive joined by a comma, which the pattern refuses.
+    if host and not _VALID_HOST.fullmatch(host) or not host and environ['SERVER_PROTOCOL'] != 'HTTP/1':
+        return '400 Bad Request', 'invalid Host'
+    path = environ.get('PATH_INFO', '')
+    if len(path) + len(environ.get('QUERY_STRING', '')) > MAX_TARGET or path.count('/') > MAX_SEGMENTS:
+        return '414 URI Too Long', 'request target'
+    # A declared length over the cap is refused before anything reads it; a chunked body
+    # over it gets 413 from CherryPy as it is read (request.body.maxbytes).
+    length = environ.get('CONTENT_LENGTH', '')
+    if length.isdigit() and int(length) > max_body:
+        return '413 Content Too Large', 'body'
+    return None
+
+
+def tidy(environ):
+    """Mend what granian passes and CherryPy misreads, and drop validators that would amplify."""
+    if environ['SERVER_PROTOCOL'] == 'HTTP/1':
+        environ['SERVER_PROTOCOL'] = 'HTTP/1.0'  # granian's name for 1.0; CherryPy needs x.y
+    # One range at most (RFC 9110 §14.2 lets a server ignore Range): CherryPy builds every
+    # part of a multi-range answer in memory, and 5,000 ranges made a 63 MB answer.
+    if 'HTTP_RANGE' in environ and not _RANGE.fullmatch(environ['HTTP_RANGE']):
+        del environ['HTTP_RANGE']
+    for name in ('HTTP_IF_MODIFIED_SINCE', 'HTTP_IF_UNMODIFIED_SINCE'):
+        if name in environ and not _valid_date(environ[name]):
+            del environ[name]
+
+
+class Guard:
+    """WSGI layer around the CherryPy app: refusals, mends, security headers, one-piece answers."""
+
+    def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size']):
+        self.app = app
+        self.draining = draining
+        self.max_body = max_body
+
+    def headers(self, headers):
+        """Return `headers` with RESPONSE_HEADERS in place, and Connection: close when draining."""
+        headers = [(name, value.replace(';charset=', '; charset=')) if name == 'Content-Type'
+                   else (name, value)
+                   for name, value in headers if name.lower() not in _OWN_HEADERS]
+        headers.extend(RESPONSE_HEADERS)
+        if self.draining.value:
+            headers.append(('Connection', 'close'))
+        return headers
+
+    def __call__(self, environ, start_response):
+        """Answer one request: refuse it, or mend it and pass it to the app."""
+        refused = refusal(environ, self.max_body)
+        if refused:
+            status, _ = refused
+            body = error_page(status, '', '', '').encode()
+            start_response(status, self.headers([
+                ('Content-Type', 'text/html; charset=utf-8'),
+                ('Content-Length', str(len(body))), ('Connection', 'close')]))
+            return [body]
+        tidy(environ)
+        sized = []
+
+        def start(status, headers, exc_info=None):
+            sized.append(next((v for n, v in headers if n.lower() == 'content-length'), None))
+            return start_response(status, self.headers(headers), exc_info)
+
+        answer = self.app(environ, start)
+        length = sized[-1] if sized else None
+        if length is None or not length.isdigit() or int(length) > ONE_PIECE:
+            return answer
+        # granian writes a list in one piece from its own I/O thread; an iterator is pulled
+        # by this worker thread, which then waits on a slow reader.
+        try:
+            return [b''.join(answer)]
+        finally:
+            if hasattr(answer, 'close'):
+                answer.close()
+
+
+# ------------------------------------------------------------------ serving
+
+# Set on SIGTERM when draining; shared with worker processes (read without a lock).
+_draining = multiprocessing.RawValue('b', 0)
+_started = threading.Event()
+
+
+def status():
+    """Return 'serving', 'starting' (not yet serving) or 'stopping' (draining or stopped)."""
+    if _draining.value:
+        return 'stopping'
+    state = cherrypy.engine.state
+    if state == states.STARTED:
+        return 'serving'
+    return 'stopping' if _started.is_set() else 'starting'
+
+
+cherrypy.engine.subscribe('start', _started.set, priority=90)
+
+
+def prepare_apps():
+    """Give every mounted app our access log (the loggers, and their handlers, stay)."""
+    for app in cherrypy.tree.apps.values():
+        if not isinstance(app.log, AccessLog):
+            app.log.__class__ = AccessLog
+
+
+class _QuietThreadsWarning(logging.Filter):
+    """Drop granian's warning that 100 threads is many: it is this template's deliberate default."""
+
+    def filter(self, record):
+        """Keep every record but that one warning."""
+        return 'Python threads' not in record.getMessage()
+
+
+# granian's own log lines go to stderr with the errors; stdout is the access log's.
+GRANIAN_LOGGING = {
+    'filters': {'threads': {'()': _QuietThreadsWarning}},
+    'handlers': {
+        'console': {'formatter': 'generic', 'class': 'logging.StreamHandler',
+                    'stream': 'ext://sys.stderr', 'filters': ['threads']},
+        'access': {'formatter': 'access', 'class': 'logging.StreamHandler',
+                   'stream': 'ext://sys.stdout'},
+    },
+}
+
+
+class Server(MPServer):
+    """granian's process supervisor, serving `app` in its workers, draining before it stops."""
+
+    app = None
+    drain_seconds = 0
+
+    def load_app(self, _target):
+        """Start CherryPy's engine in a worker process just forked, and return the app.
+
+        The engine runs its plugins and 'start' subscribers, without its signal handlers:
+        granian's handle the worker's signals, once it installs them after this returns.
+        """
+        hand_over_early_signals()
+        cherrypy.engine.start()
+        # granian returns from the worker once in-flight requests are answered; the process
+        # then ends through multiprocessing's exit path, which runs its finalizers but not
+        # atexit: stop the engine there, so 'stop' subscribers (pools, files) run.
+        multiprocessing.util.Finalize(None, cherrypy.engine.exit, exitpriority=10)
+        return self.app
+
+    def signal_handler_interrupt(self, *args, **kwargs):
+        """On SIGTERM or SIGINT: drain first when asked to, then stop; a second one stops now."""
+        if self.drain_seconds and not _draining.value:
+            _draining.value = 1
+            log(f'draining for {self.drain_seconds} s', 'SIGTERM')
+            timer = threading.Timer(self.drain_seconds, super().signal_handler_interrupt)
+            timer.daemon = True
+            timer.start()
+            return
+        super().signal_handler_interrupt(*args, **kwargs)
+
+
+def hand_over_early_signals(deadline=30):
+    """Note SIGTERM/SIGINT until granian's handlers are in place, then send it to them.
+
+    A worker told to stop while it is still loading would otherwise lose the signal, serve
+    on, and be killed only after the shutdown timeout.
+    """
+    noted = []
+
+    def note(signum, _frame):
+        noted.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, note)
+
+    def hand_over():
+        end = time.monotonic() + deadline
+        while signal.getsignal(signal.SIGTERM) is note and time.monotonic() < end:
+            time.sleep(0.005)
+        if noted:
+            os.kill(os.getpid(), noted[0])
+
+    threading.Thread(target=hand_over, name='hand-over-signals', daemon=True).start()
+
+
+def log(message, context='SERVER'):
+    """Write one line to stderr, in CherryPy's error-log format."""
+    cherrypy.log(message, context)
+
+
+def connections_per_worker(settings):
+    """Return how many connections a worker may hold: MAX_CONNECTIONS, within the files limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Each worker keeps a few descriptors of its own (listener, pipes, logs, static files).
+    spare = max(soft - FILES_RESERVED, 16) // settings['server.workers']
+    return max(1, min(settings['server.max_connections'], spare))
+
+
+def raise_open_files_limit():
+    """Raise the soft open-files limit to the hard one: every connection is a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def bindable_address(host, port):
+    """Return the IP address to listen on for `host`, or raise ConfigError naming the problem.
+
+    granian binds with SO_REUSEPORT, so a second server on a port in use would start and
+    share it silently; a plain bind first fails as it should.
+    """
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise ConfigError(f'HOST {host!r} is not an address this machine has: {error}') from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # Connections of an earlier run still in TIME_WAIT must not count as "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ConfigError(f'cannot listen on {host}:{port}: {error.strerror}') from None
+    return address[0]
+
+
+def configure(environ):
+    """Apply DEFAULTS and environment overrides to CherryPy and return the settings."""
+    settings = settings_from(environ)
+    # CherryPy's log lines print none of these; looking them up cost a getpid() per request.
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    cherrypy.config.update(settings)
+    cherrypy.config.update({
+        'error_page.default': error_page,
+        # A handler's str is sent as utf-8 (tools.encode): say so in the type it gets by default.
+        'response.headers.Content-Type': 'text/html; charset=utf-8',
+        'tools.ignore_unused_params.on': True,
+        'request.body.maxbytes': settings['server.max_request_body_size'],
+    })
+    # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
+    cherrypy.server.unsubscribe()
+    cherrypy.engine.subscribe('start', prepare_apps, priority=10)
+    return settings
+
+
+def mount(root, config_path):
+    """Mount `root` at / with the app config in `config_path`; return the WSGI app to serve."""
+    app_dir = os.path.dirname(os.path.abspath(config_path))
+    # prod.conf names static files relative to the app folder, not the working directory.
+    app = cherrypy.tree.mount(root, '', {'/': {
+        'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
+    app.merge(config_path)
+    return Guard(cherrypy.tree, _draining, cherrypy.config.get(
+        'server.max_request_body_size', DEFAULTS['server.max_request_body_size']))
+
+
+def build_server(settings, app):
+    """Return a granian Server for the settings, serving the WSGI `app` in its workers."""
+    server = Server(
+        'landing:Landing',  # granian wants a target name; load_app() returns the app itself
+        address=settings['server.bind_address'],
+        port=settings['server.socket_port'],
+        interface=Interfaces.WSGI,
+        workers=settings['server.workers'],
+        blocking_threads=settings['server.thread_pool'],
+        backlog=settings['server.socket_queue_size'],
+        # Connections each worker holds open at once; past it, new ones wait in the kernel's
+        # backlog. Kept under the open-files limit, so the server never runs out of them.
+        backpressure=connections_per_worker(settings),
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=settings['server.keepalive_timeout'] * 1000,
+            max_buffer_size=HEADER_BUFFER),
+        workers_kill_timeout=settings['server.shutdown_timeout'],
+        log_dictconfig=GRANIAN_LOGGING,
+    )
+    server.app = app
+    server.drain_seconds = settings['server.drain_seconds']
+    return server
+
+
+def serve(root, config_path, environ=os.environ):
+    """Mount `root` with `config_path` and serve it until SIGTERM or Ctrl-C; exit on bad settings."""
+    # Until granian installs its own, a signal during start-up is noted, then acted on.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: _stop_early.append(True))
+    if _stop_early:
+        return  # stopped before anything started
+    try:
+        settings = configure(environ)
+        settings['server.bind_address'] = bindable_address(
+            settings['server.socket_host'], settings['server.socket_port'])
+    except ConfigError as error:
+        sys.exit(f'landing: {error}')
+    raise_open_files_limit()
+    app = mount(root, config_path)
+    log(f"host={settings['server.socket_host']} port={settings['server.socket_port']} "
+        f"threads={settings['server.thread_pool']} workers={settings['server.workers']}",
+        'SETTINGS')
+    server = build_server(settings, app)
+    # Workers are forked, not spawned: they inherit the mounted app instead of re-importing it.
+    multiprocessing.set_start_method('fork', force=True)
+
+    @server.on_startup
+    def _stop_if_signalled():
+        if _stop_early:
+            server.signal_handler_interrupt()
+
+    server.serve(target_loader=server.load_app)
