@@ -32,7 +32,7 @@ WORKDIR /app
 
 FROM runtime-base AS runtime
 # Owned by root and read-only to the server: it cannot rewrite its own code.
-COPY landing.py healthcheck.py prod.conf ./
+COPY landing.py server.py healthcheck.py prod.conf ./
 COPY static/ static/
 USER 10001:10001
 EXPOSE 80

@@ -396,8 +396,12 @@ class Server(MPServer):
         multiprocessing.util.Finalize(None, cherrypy.engine.exit, exitpriority=10)
         return self.app
 
-    def signal_handler_interrupt(self, *args, **kwargs):
+    def signal_handler_interrupt(self, signum=signal.SIGTERM, *args, **kwargs):
         """On SIGTERM or SIGINT: drain first when asked to, then stop; a second one stops now."""
+        if self.pid != os.getpid():
+            # A worker just forked still has this handler: keep the signal for granian's own.
+            _worker_signals.append(signum)
+            return
         if self.drain_seconds and not _draining.value:
             _draining.value = 1
             log(f'draining for {self.drain_seconds} s', 'SIGTERM')
@@ -405,7 +409,11 @@ class Server(MPServer):
             timer.daemon = True
             timer.start()
             return
-        super().signal_handler_interrupt(*args, **kwargs)
+        super().signal_handler_interrupt(signum, *args, **kwargs)
+
+
+# Signals a worker receives before granian's handlers are in place.
+_worker_signals = []
 
 
 def hand_over_early_signals(deadline=30):
@@ -414,7 +422,7 @@ def hand_over_early_signals(deadline=30):
     A worker told to stop while it is still loading would otherwise lose the signal, serve
     on, and be killed only after the shutdown timeout.
     """
-    noted = []
+    noted = _worker_signals
 
     def note(signum, _frame):
         noted.append(signum)

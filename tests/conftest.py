@@ -19,6 +19,14 @@ import server  # noqa: E402
 
 START_DEADLINE = 15
 
+# The seed's settings, as landing.py's cherrypy.config.update states them.
+SEED = {
+    'server.socket_host': '0.0.0.0',
+    'server.socket_port': 80,
+    'server.thread_pool': 100,
+    'tools.trailing_slash.on': False,
+}
+
 
 def free_port():
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""

@@ -9,15 +9,7 @@ from cherrypy.lib import reprconf
 
 import landing
 import server
-from conftest import ROOT
-
-SEED = {
-    'server.socket_host': '0.0.0.0',
-    'server.socket_port': 80,
-    'server.thread_pool': 100,
-    'tools.trailing_slash.on': False,
-}
-
+from conftest import ROOT, SEED
 
 @pytest.fixture(scope='module')
 def fresh_settings():

@@ -25,7 +25,7 @@ HEALTHY_DEADLINE = 10
 STOP_DEADLINE = 3
 SUITE_TIMEOUT = 1800
 HARDENED = ('--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges')
-RUNTIME_FILES = ['healthcheck.py', 'landing.py', 'prod.conf', 'static']
+RUNTIME_FILES = ['healthcheck.py', 'landing.py', 'prod.conf', 'server.py', 'static']
 
 
 @pytest.fixture(scope='session')

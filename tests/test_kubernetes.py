@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 import healthcheck
-import landing
-from conftest import ROOT, request
+import server
+from conftest import ROOT, SEED, request
 
 KUBERNETES_VERSION = '1.37'
 DEPLOY_DIR = os.path.join(ROOT, 'deploy', 'kubernetes')
@@ -139,7 +139,7 @@ def container_env():
 
 def app_settings():
     """Return the server settings the app computes from the pod's environment."""
-    return landing.settings_from(container_env())
+    return server.settings_from(container_env(), SEED)
 
 
 def named_port(port):
@@ -307,8 +307,8 @@ def test_liveness_is_more_tolerant_than_readiness():
 
 
 def test_deployment_env_names_only_variables_the_app_reads():
-    """Every env var the Deployment sets is one landing.py reads (a typo would be ignored)."""
-    with open(os.path.join(ROOT, 'landing.py')) as stream:
+    """Every env var the Deployment sets is one server.py reads (a typo would be ignored)."""
+    with open(os.path.join(ROOT, 'server.py')) as stream:
         source = stream.read()
     for variable in container().get('env', []):
         assert re.search(rf"""['"]{variable['name']}['"]""", source), variable['name']
@@ -324,7 +324,7 @@ def test_pre_stop_pause_lets_endpoints_go_before_sigterm():
 def test_grace_period_outlasts_pause_plus_app_shutdown_timeout():
     """SIGKILL comes only after the pause and the app's own drain and shutdown have run out.
 
-    The app's numbers are what landing.settings_from makes of the pod's environment, so a
+    The app's numbers are what server.settings_from makes of the pod's environment, so a
     SHUTDOWN_TIMEOUT (or DRAIN_SECONDS) set in the Deployment is the one that counts.
     """
     settings = app_settings()

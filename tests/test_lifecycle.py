@@ -1,0 +1,143 @@
+"""The process's life: start-up failures, SIGTERM and Ctrl-C at any moment, requests in flight.
+
+Each test starts a real `python landing.py` (or tests/slow_landing.py) and signals it by PID.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT, free_port, request, wait_until
+
+SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
+
+
+def visit_all(port, paths):
+    """Request every path at once, each on its own connection; return threads and answers."""
+    answers = {}
+
+    def visit(index, path):
+        try:
+            answers[index] = request(port, 'GET', path, timeout=20)[::2]
+        except OSError as error:
+            answers[index] = repr(error)
+
+    threads = [threading.Thread(target=visit, args=item) for item in enumerate(paths)]
+    for thread in threads:
+        thread.start()
+    return threads, answers
+
+
+def test_sigterm_answers_every_request_received_before_it(start_server):
+    """20 requests on 10 threads (10 running, 10 queued), then SIGTERM: 20 answers, exit 0."""
+    server = start_server(env={'THREADS': '10'}, script=SLOW_APP).wait_ready()
+    threads, answers = visit_all(server.port, ['/slow?seconds=1'] * 20)
+    wait_until(lambda: server.stderr().count('slow request started') >= 10,
+               what='every thread busy')
+    assert server.stop(timeout=15) == 0
+    for thread in threads:
+        thread.join(timeout=20)
+    assert answers == {index: (200, b'done') for index in range(20)}
+
+
+def test_sigterm_stops_within_the_shutdown_timeout_when_a_request_hangs(start_server):
+    """A handler slower than SHUTDOWN_TIMEOUT does not keep the process alive past it."""
+    server = start_server(env={'SHUTDOWN_TIMEOUT': '1'}, script=SLOW_APP).wait_ready()
+    threads, _ = visit_all(server.port, ['/slow?seconds=30'])
+    wait_until(lambda: 'slow request started' in server.stderr(), what='request in flight')
+    started = time.monotonic()
+    assert server.stop(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    for thread in threads:
+        thread.join(timeout=20)
+
+
+@pytest.mark.parametrize('first, second', [
+    (signal.SIGTERM, signal.SIGTERM),
+    (signal.SIGINT, signal.SIGINT),
+    (signal.SIGTERM, signal.SIGINT),
+])
+def test_a_second_signal_never_hangs_nor_prints_a_traceback(start_server, first, second):
+    """Signalled twice 200 ms apart (Ctrl-C twice, docker stop twice): exit 0, no traceback."""
+    server = start_server(script=SLOW_APP).wait_ready()
+    threads, answers = visit_all(server.port, ['/slow?seconds=1'])
+    wait_until(lambda: 'slow request started' in server.stderr(), what='request in flight')
+    server.proc.send_signal(first)
+    time.sleep(0.2)  # the interval under test, not a wait for something
+    server.proc.send_signal(second)
+    assert server.proc.wait(timeout=15) == 0
+    for thread in threads:
+        thread.join(timeout=20)
+    assert answers == {0: (200, b'done')}
+    assert 'Traceback' not in server.stderr()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(('127.0.0.1', server.port), timeout=2)
+
+
+@pytest.mark.parametrize('delay', [0.08, 0.15, 0.2, 0.25, 0.3, 0.35, 0.45, 0.6])
+def test_sigterm_during_start_up_exits_0_quickly(start_server, delay):
+    """SIGTERM at any moment of start-up (importing, binding, loading the worker): exit 0 < 3 s.
+
+    (Before the interpreter runs any code, the first tens of ms, nothing can catch it: the signal ends the
+    process, or is ignored when it is PID 1 in a container.)
+    """
+    server = start_server()
+    time.sleep(delay)  # the moment under test
+    started = time.monotonic()
+    assert server.stop(timeout=10) == 0
+    assert time.monotonic() - started < 3
+    assert 'Traceback' not in server.stderr()
+
+
+def run_app(env, timeout=10):
+    """Run `python landing.py` to its end with `env` added; return (process result, seconds)."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'landing.py')], env=dict(os.environ, **env),
+        capture_output=True, text=True, timeout=timeout)
+    return done, time.monotonic() - started
+
+
+def test_a_port_in_use_stops_start_up_with_one_line_naming_it():
+    """Another process on the port: exit 1 within 2 s, one line naming the address, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done, seconds = run_app({'HOST': '127.0.0.1', 'PORT': str(port)})
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f'landing: cannot listen on 127.0.0.1:{port}: Address already in use']
+    assert seconds < 2
+
+
+def test_a_second_server_on_the_same_port_is_refused(start_server):
+    """granian binds with SO_REUSEPORT; a second landing.py must still refuse to share the port."""
+    first = start_server().wait_ready()
+    done, _ = run_app({'HOST': '127.0.0.1', 'PORT': str(first.port)})
+    assert done.returncode == 1
+    assert 'Address already in use' in done.stderr
+
+
+@pytest.mark.parametrize('host', ['999.1.1.1', 'no-such-host.invalid', '8.8.8.8'])
+def test_a_bad_host_stops_start_up_with_one_line_naming_it(host):
+    """HOST that this machine cannot bind: exit 1 within 2 s, one line naming HOST, no traceback."""
+    done, seconds = run_app({'HOST': host, 'PORT': str(free_port())})
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith('landing: ') and host in line
+    assert seconds < 2
+
+
+@pytest.mark.parametrize('value', ['+8080', '3_4829', '\u0668\u0660\u0668\u0660', ' 8080'])
+def test_numbers_must_be_ascii_digits(value):
+    """PORT='+8080', '3_4829' or Arabic-Indic digits: refused with one line, exit 1."""
+    done, _ = run_app({'PORT': value})
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f'landing: PORT must be a whole number from 1 to 65535, got {value!r}']
