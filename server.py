@@ -143,16 +143,16 @@ def error_page(status, message, traceback, version):
 # ------------------------------------------------------------------ query strings
 
 
-def _accepted_params(handler):
-    """Return the names `handler` takes as keywords, or None if it takes any (**kwargs)."""
-    callable_ = getattr(handler, 'callable', handler)
+def _accepted_params(callable_):
+    """Return the names `callable_` takes as keywords, or None if it takes any (**kwargs)."""
     try:
         parameters = inspect.signature(callable_).parameters.values()
     except (TypeError, ValueError):
         return None
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
-    return frozenset(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(p.name for p in parameters if p.kind in named)
 
 
 _accepted_params_cached = functools.lru_cache(maxsize=1024)(_accepted_params)
@@ -167,16 +167,19 @@ def ignore_unused_params():
     request = cherrypy.serving.request
     if not request.params or request.handler is None:
         return
+    # The page handler is new each request; the callable it wraps (a bound method) is not.
+    callable_ = getattr(request.handler, 'callable', request.handler)
     try:
-        accepted = _accepted_params_cached(request.handler)
-    except TypeError:  # an unhashable handler: look it up each time
-        accepted = _accepted_params(request.handler)
+        accepted = _accepted_params_cached(callable_)
+    except TypeError:  # an unhashable callable: look it up each time
+        accepted = _accepted_params(callable_)
     if accepted is not None:
         for name in [name for name in request.params if name not in accepted]:
             del request.params[name]
 
 
-cherrypy.tools.ignore_unused_params = cherrypy.Tool('before_handler', ignore_unused_params, priority=10)
+cherrypy.tools.ignore_unused_params = cherrypy.Tool(
+    'before_handler', ignore_unused_params, priority=10)
 
 
 # ------------------------------------------------------------------ the access log
@@ -207,7 +210,7 @@ class AccessLog(LogManager):
         """Log the current request in Apache's Combined Log Format, unless it opted out."""
         request = cherrypy.serving.request
         if not getattr(request, 'access_log', True):
-            return
+            return None
         if self.access_log_format != LogManager.access_log_format:
             return super().access()  # a custom format: CherryPy's general formatter
         response = cherrypy.serving.response
@@ -215,7 +218,7 @@ class AccessLog(LogManager):
         status = status.split(b' ', 1)[0].decode('ISO-8859-1') if status else '-'
         headers = request.headers
         try:
-            self.access_log.log(logging.INFO, '%s - %s %s "%s" %s %s "%s" "%s"' % (
+            self.access_log.log(logging.INFO, '{} - {} {} "{}" {} {} "{}" "{}"'.format(
                 _escape(request.remote.name or request.remote.ip),
                 _escape(getattr(request, 'login', None) or '-'), self.time(),
                 _escape(request.request_line), status,
@@ -230,9 +233,9 @@ class AccessLog(LogManager):
         second = int(time.time())
         if AccessLog._stamp[0] != second:
             moment = datetime.datetime.fromtimestamp(second)
-            AccessLog._stamp = (second, '[%02d/%s/%04d:%02d:%02d:%02d]' % (
-                moment.day, _MONTHS[moment.month - 1], moment.year,
-                moment.hour, moment.minute, moment.second))
+            AccessLog._stamp = (second, (
+                f'[{moment.day:02d}/{_MONTHS[moment.month - 1]}/{moment.year:04d}:'
+                f'{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}]'))
         return AccessLog._stamp[1]
 
 
@@ -244,7 +247,7 @@ _RANGE = re.compile(r'bytes=(?:[0-9]{1,18}-[0-9]{0,18}|-[0-9]{1,18})')
 
 
 def _valid_date(value):
-    """Tell whether an HTTP date header holds a date (RFC 9110 §13.1.3: ignore one that does not)."""
+    """Tell whether an HTTP date header holds a date (RFC 9110 §13.1.3: ignore one that doesn't)."""
     try:
         return email.utils.parsedate_to_datetime(value) is not None
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -254,11 +257,12 @@ def _valid_date(value):
 def refusal(environ, max_body=DEFAULTS['server.max_request_body_size']):
     """Return (status, reason) for a request the app must not see, or None to pass it on."""
     host = environ.get('HTTP_HOST', '')
-    # Two Host fields arrive joined by a comma, which the pattern refuses.
-    if host and not _VALID_HOST.fullmatch(host) or not host and environ['SERVER_PROTOCOL'] != 'HTTP/1':
+    # Two Host fields arrive joined by a comma, which the pattern refuses. HTTP/1.1 needs one.
+    if not _VALID_HOST.fullmatch(host) if host else environ['SERVER_PROTOCOL'] != 'HTTP/1':
         return '400 Bad Request', 'invalid Host'
     path = environ.get('PATH_INFO', '')
-    if len(path) + len(environ.get('QUERY_STRING', '')) > MAX_TARGET or path.count('/') > MAX_SEGMENTS:
+    target = len(path) + len(environ.get('QUERY_STRING', ''))
+    if target > MAX_TARGET or path.count('/') > MAX_SEGMENTS:
         return '414 URI Too Long', 'request target'
     # A declared length over the cap is refused before anything reads it; a chunked body
     # over it gets 413 from CherryPy as it is read (request.body.maxbytes).
@@ -440,6 +444,12 @@ def hand_over_early_signals(deadline=30):
     threading.Thread(target=hand_over, name='hand-over-signals', daemon=True).start()
 
 
+def stop_if_signalled_early(server):
+    """Stop `server` as soon as it can, if SIGTERM or Ctrl-C came during start-up."""
+    if _stop_early:
+        server.signal_handler_interrupt()
+
+
 def log(message, context='SERVER'):
     """Write one line to stderr, in CherryPy's error-log format."""
     cherrypy.log(message, context)
@@ -538,7 +548,7 @@ def build_server(settings, app):
 
 
 def serve(root, config_path, environ=os.environ):
-    """Mount `root` with `config_path` and serve it until SIGTERM or Ctrl-C; exit on bad settings."""
+    """Mount `root` with `config_path` and serve it until SIGTERM or Ctrl-C; exit on bad config."""
     # Until granian installs its own, a signal during start-up is noted, then acted on.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: _stop_early.append(True))
@@ -559,9 +569,5 @@ def serve(root, config_path, environ=os.environ):
     # Workers are forked, not spawned: they inherit the mounted app instead of re-importing it.
     multiprocessing.set_start_method('fork', force=True)
 
-    @server.on_startup
-    def _stop_if_signalled():
-        if _stop_early:
-            server.signal_handler_interrupt()
-
+    server.on_startup(functools.partial(stop_if_signalled_early, server))
     server.serve(target_loader=server.load_app)

@@ -1,4 +1,4 @@
-"""Shared fixtures: free loopback ports, the app as a real process, and the app called in-process."""
+"""Shared fixtures: free ports, the app as a real process, and the app called in-process."""
 import http.client
 import io
 import os
@@ -100,10 +100,17 @@ class ServerProcess:
         return self.proc.wait(timeout=timeout)
 
     def kill(self):
-        """End the process by PID if it still runs (fixture clean-up)."""
+        """End the process by PID if it still runs (fixture clean-up): SIGTERM, then SIGKILL.
+
+        A graceful stop first lets the process and its workers write their coverage data.
+        """
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 @pytest.fixture
@@ -114,13 +121,13 @@ def start_server(tmp_path):
     def start(env=None, script=None, port=None):
         workdir = tmp_path / f'server{len(started)}'
         workdir.mkdir()
-        server = ServerProcess(workdir, env, script, port)
-        started.append(server)
-        return server
+        process = ServerProcess(workdir, env, script, port)
+        started.append(process)
+        return process
 
     yield start
-    for server in started:
-        server.kill()
+    for process in started:
+        process.kill()
 
 
 @pytest.fixture(scope='session')

@@ -1,4 +1,5 @@
 """HTTP over raw sockets, for tests that must control every byte and every connection."""
+import contextlib
 import re
 import socket
 
@@ -27,17 +28,16 @@ def exchange(port, data, timeout=5):
     connection open as b'<OPEN>'.
     """
     with connect(port, timeout) as sock:
-        try:
+        # The server may answer and close on bad bytes before reading them all.
+        with contextlib.suppress(OSError):
             sock.sendall(data)
-        except OSError:
-            pass  # the server may answer and close on bad bytes before reading them all
         received = b''
         while True:
             try:
                 chunk = sock.recv(65536)
             except ConnectionResetError:
                 return received + b'<RST>'
-            except socket.timeout:
+            except TimeoutError:
                 return received + (b'<OPEN>' if received else b'<TIMEOUT>')
             if not chunk:
                 return received

@@ -1,4 +1,4 @@
-"""landing.py with one extra slow page, so process tests can catch a request in flight.
+"""landing.py with a slow page and an upload, so process tests can catch requests in flight.
 
 usage: python tests/slow_landing.py   (same environment variables as landing.py)
 """
@@ -22,7 +22,14 @@ def slow(self, seconds='1'):
     return b'done'
 
 
+@cherrypy.expose
+def upload(self):
+    """Read the request body and answer its length, as a handler taking uploads would."""
+    return str(len(cherrypy.request.body.read()))
+
+
 landing.Landing.slow = slow
+landing.Landing.upload = upload
 
 if __name__ == '__main__':
     landing.main()

@@ -11,7 +11,6 @@ Skipped, with the reason, where Chromium or Playwright is missing; with REQUIRE_
 import os
 
 import pytest
-
 from conftest import ROOT
 
 CHROMIUM = '/usr/bin/chromium'
@@ -136,7 +135,8 @@ def test_logo_is_loaded_and_decoded(visit):
     """The logo image arrived and the browser decoded it: it has a natural width."""
     logo = visit.page.locator('img[src="/logo.png"]')
     complete, natural_width = logo.evaluate('img => [img.complete, img.naturalWidth]')
-    assert complete and natural_width > 0
+    assert complete
+    assert natural_width > 0
     assert logo.is_visible()
     assert visit.answer_to('/logo.png').status == 200
 

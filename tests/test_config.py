@@ -6,10 +6,11 @@ import sys
 
 import pytest
 from cherrypy.lib import reprconf
+from conftest import ROOT, SEED
 
 import landing
 import server
-from conftest import ROOT, SEED
+
 
 @pytest.fixture(scope='module')
 def fresh_settings():
@@ -52,7 +53,8 @@ def test_environment_overrides_host_port_and_threads():
 
 def test_the_seed_overrides_the_server_defaults():
     """What landing.py's config.update says wins over server.py's defaults."""
-    assert server.settings_from({}, {'server.keepalive_timeout': 5})['server.keepalive_timeout'] == 5
+    settings = server.settings_from({}, {'server.keepalive_timeout': 5})
+    assert settings['server.keepalive_timeout'] == 5
 
 
 @pytest.mark.parametrize('name, key', [
@@ -64,7 +66,8 @@ def test_each_whole_number_variable_overrides_its_setting(name, key):
 
 def test_unrelated_environment_is_ignored():
     """Only the documented variables change anything."""
-    assert server.settings_from({'PATH': '/bin', 'LANG': 'C'}, SEED) == server.settings_from({}, SEED)
+    unrelated = server.settings_from({'PATH': '/bin', 'LANG': 'C'}, SEED)
+    assert unrelated == server.settings_from({}, SEED)
 
 
 @pytest.mark.parametrize('name, value', [
@@ -145,4 +148,4 @@ def test_prod_conf_serves_static_dir_with_staticdir(prod_conf):
 
 def test_config_path_is_beside_landing_py():
     """landing.py finds prod.conf next to itself, whatever the working directory."""
-    assert landing.CONFIG_PATH == os.path.join(ROOT, 'prod.conf')
+    assert os.path.join(ROOT, 'prod.conf') == landing.CONFIG_PATH

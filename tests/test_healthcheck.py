@@ -1,4 +1,5 @@
 """The health check: what Kubernetes probes, load balancers and Docker's HEALTHCHECK rely on."""
+import contextlib
 import json
 import signal
 import socket
@@ -11,10 +12,10 @@ from unittest import mock
 import cherrypy
 import pytest
 from cherrypy.process.wspbus import states
+from conftest import ROOT, free_port, request, wait_until
 
 import healthcheck
 import server
-from conftest import ROOT, free_port, request, wait_until
 
 STOPPING_STATES = [states.STOPPING, states.STOPPED, states.EXITING]
 
@@ -143,10 +144,8 @@ def silent_listener():
     def accept():
         server.settimeout(0.1)
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 accepted.append(server.accept()[0])
-            except OSError:
-                pass
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     yield server.getsockname()[1]
@@ -199,5 +198,6 @@ def test_probe_script_never_imports_cherrypy(app_port):
          f'http://127.0.0.1:{app_port}/healthcheck'],
         capture_output=True, text=True, timeout=30)
     assert done.returncode == 0
-    assert 'cherrypy' not in done.stderr and 'cheroot' not in done.stderr
+    assert 'cherrypy' not in done.stderr
+    assert 'cheroot' not in done.stderr
     assert 'urllib.request' in done.stderr  # the import log is really there

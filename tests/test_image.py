@@ -11,10 +11,17 @@ import time
 import types
 
 import pytest
-
 from conftest import wait_until
-from containers import (BASE_IMAGE, Containers, build, docker, image_config, image_size,
-                        require_base_image, require_engine)
+from containers import (
+    BASE_IMAGE,
+    Containers,
+    build,
+    docker,
+    image_config,
+    image_size,
+    require_base_image,
+    require_engine,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -168,14 +175,15 @@ def test_docker_logs_show_visits_but_no_health_probes(serving):
         return marker in stdout and stdout
     stdout = wait_until(visit_logged, deadline=5, what='access-log line for /')
     visit = [line for line in stdout.splitlines() if marker in line]
-    assert len(visit) == 1 and '"GET / HTTP/1.1" 200' in visit[0]
+    assert len(visit) == 1
+    assert '"GET / HTTP/1.1" 200' in visit[0]
     assert 'healthcheck' not in stdout
 
 
 # ---- Containers run as operators and orchestrators run them -------------------------------
 
 def test_docker_stop_returns_within_3_s_with_exit_code_0(containers, images):
-    """docker stop's SIGTERM reaches the server, which shuts down gracefully and exits 0."""
+    """Docker stop's SIGTERM reaches the server, which shuts down gracefully and exits 0."""
     container = containers.start(images.runtime)
     container.wait_healthy(HEALTHY_DEADLINE)
     started = time.monotonic()
@@ -194,7 +202,8 @@ def test_container_is_healthy_read_only_without_capabilities_or_privilege_gain(c
     assert container.http('GET', '/')[0] == 200
     assert container.http('GET', '/logo.png')[0] == 200
     health = container.state()['Health']
-    assert health['FailingStreak'] == 0 and health['Log'][-1]['ExitCode'] == 0
+    assert health['FailingStreak'] == 0
+    assert health['Log'][-1]['ExitCode'] == 0
 
 
 def test_suite_passes_inside_the_image(containers, images):

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
+from conftest import ROOT, SEED, request
 
 import healthcheck
 import server
-from conftest import ROOT, SEED, request
 
 KUBERNETES_VERSION = '1.37'
 DEPLOY_DIR = os.path.join(ROOT, 'deploy', 'kubernetes')
@@ -316,7 +316,7 @@ def test_deployment_env_names_only_variables_the_app_reads():
 
 
 def test_pre_stop_pause_lets_endpoints_go_before_sigterm():
-    """preStop pauses long enough for every proxy to drop the pod before the app hears SIGTERM."""
+    """PreStop pauses long enough for every proxy to drop the pod before the app hears SIGTERM."""
     pause = container()['lifecycle']['preStop']['sleep']['seconds']
     assert pause >= MIN_PRESTOP_PAUSE
 
@@ -344,7 +344,7 @@ def test_rolling_update_keeps_every_replica_serving():
 # ---- Security matches the image ------------------------------------------------------------
 
 def test_pod_runs_as_the_image_user_and_never_as_root():
-    """runAsUser is the Dockerfile's UID, and Kubernetes refuses to start the pod as root."""
+    """RunAsUser is the Dockerfile's UID, and Kubernetes refuses to start the pod as root."""
     security = pod_spec()['securityContext']
     assert security['runAsNonRoot'] is True
     assert security['runAsUser'] == dockerfile_uid(dockerfile_final_stage()) == 10001

@@ -2,9 +2,9 @@
 from html.parser import HTMLParser
 
 import pytest
+from conftest import request
 
 import landing
-from conftest import request
 
 
 class PageOutline(HTMLParser):
@@ -20,9 +20,11 @@ class PageOutline(HTMLParser):
         self.open_tags = []
 
     def handle_decl(self, decl):
+        """Keep the doctype."""
         self.doctype = decl
 
     def handle_starttag(self, tag, attrs):
+        """Note the title, images and elements left open."""
         if tag == 'title':
             self._in_title = True
         if tag == 'img':
@@ -31,11 +33,13 @@ class PageOutline(HTMLParser):
             self.open_tags.append(tag)
 
     def handle_endtag(self, tag):
+        """Close the innermost element, which must be this one."""
         if tag == 'title':
             self._in_title = False
         assert self.open_tags.pop() == tag, f'</{tag}> closes the wrong element'
 
     def handle_data(self, data):
+        """Keep the title and the lines of text."""
         if self._in_title:
             self.title += data
         elif data.strip():
@@ -71,7 +75,7 @@ def test_landing_page_is_valid_html5_with_title_text_and_logo():
 
 
 def test_landing_page_is_built_once_not_per_request():
-    """index returns the same str object every time: nothing is rendered per request."""
+    """Index returns the same str object every time: nothing is rendered per request."""
     root = landing.Landing()
     assert root.index() is root.index() is landing.PAGE
 

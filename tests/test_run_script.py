@@ -14,7 +14,6 @@ import sys
 import uuid
 
 import pytest
-
 from conftest import ROOT, free_port, request, wait_until
 from containers import Container, docker, require_base_image, require_engine
 
@@ -95,21 +94,23 @@ def test_help_prints_the_usage_line_and_exits_0(flag):
     result = run_script([flag], script_env())
     assert result.returncode == 0
     assert USAGE in result.stdout
-    assert 'PORT' in result.stdout and 'PYTHON_IMAGE' in result.stdout
+    assert 'PORT' in result.stdout
+    assert 'PYTHON_IMAGE' in result.stdout
 
 
 def test_unknown_argument_prints_usage_and_exits_2(fake_docker):
     """An unknown argument is named, the usage follows on stderr, and nothing runs."""
     result = run_script(['--bogus'], fake_docker.env())
     assert result.returncode == 2
-    assert 'unknown argument: --bogus' in result.stderr and USAGE in result.stderr
+    assert 'unknown argument: --bogus' in result.stderr
+    assert USAGE in result.stderr
     assert fake_docker.calls() == []
 
 
 # ---- The Docker steps, in order (stand-in docker) -------------------------------------------
 
 def test_removes_old_container_builds_tests_in_the_image_then_serves_on_port(fake_docker):
-    """rm old containers, build test target and image (with PYTHON_IMAGE), suite, then serve."""
+    """Rm old containers, build test target and image (with PYTHON_IMAGE), suite, then serve."""
     env = fake_docker.env(PORT='8123', PYTHON_IMAGE='example/base:1', IMAGE='shop',
                           CONTAINER_NAME='shop-web')
     result = run_script([], env)
@@ -258,7 +259,8 @@ def test_real_run_builds_tests_serves_without_tty_and_cleans_up_on_sigterm(real_
     config = docker('inspect', '--format', '{{json .Config.Tty}} {{json .HostConfig.PortBindings}}',
                     container.name).stdout
     assert config.split(' ', 1)[0] == 'false'
-    assert f'"HostPort":"{port}"' in config and '"80/tcp"' in config
+    assert f'"HostPort":"{port}"' in config
+    assert '"80/tcp"' in config
 
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=30) == 143

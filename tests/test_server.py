@@ -5,8 +5,9 @@ import subprocess
 import sys
 import threading
 
-import landing
 from conftest import ROOT, request, wait_until
+
+import landing
 
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
 

@@ -3,7 +3,6 @@ import os
 import struct
 
 import pytest
-
 from conftest import ROOT, request
 
 STATIC = os.path.join(ROOT, 'static')
@@ -20,7 +19,8 @@ def test_logo_is_a_real_png():
     logo = read_static('logo.png')
     assert logo[:8] == b'\x89PNG\r\n\x1a\n'
     width, height = struct.unpack('>II', logo[16:24])
-    assert 64 <= width <= 1024 and 64 <= height <= 1024
+    assert 64 <= width <= 1024
+    assert 64 <= height <= 1024
 
 
 @pytest.mark.parametrize('path, name, content_type', [

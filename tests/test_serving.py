@@ -1,0 +1,78 @@
+"""server.py's process plumbing, one piece at a time: logs, limits and early signals."""
+import resource
+import signal
+import threading
+from unittest import mock
+
+import cherrypy
+import pytest
+from conftest import wait_until
+
+import server
+
+
+def test_apps_get_the_fast_access_log_once(in_process):
+    """prepare_apps() swaps each app's log manager class once; a restart leaves it as it is."""
+    server.prepare_apps()
+    server.prepare_apps()
+    assert {type(app.log) for app in cherrypy.tree.apps.values()} == {server.AccessLog}
+
+
+@pytest.mark.parametrize('soft, hard, raised', [(256, 4096, True), (4096, 4096, False)])
+def test_the_open_files_limit_is_raised_to_the_hard_limit(soft, hard, raised):
+    """Every connection is a descriptor: the soft limit goes up to the hard one at start."""
+    with mock.patch.object(resource, 'getrlimit', return_value=(soft, hard)), \
+            mock.patch.object(resource, 'setrlimit') as setrlimit:
+        server.raise_open_files_limit()
+    assert setrlimit.call_args_list == ([mock.call(resource.RLIMIT_NOFILE, (hard, hard))]
+                                        if raised else [])
+
+
+@pytest.mark.parametrize('files, workers, wanted, expected', [
+    (1_048_576, 1, 4096, 4096),  # a container's usual limit: MAX_CONNECTIONS decides
+    (256, 1, 4096, 192),         # a low limit: stay under it, never run out of descriptors
+    (256, 2, 4096, 96),          # shared between workers
+    (10, 1, 4096, 16),           # absurdly low: still a few
+])
+def test_connections_per_worker_stay_under_the_open_files_limit(files, workers, wanted, expected):
+    """Each granian worker holds at most this many connections; the rest wait in the backlog."""
+    settings = {'server.workers': workers, 'server.max_connections': wanted}
+    with mock.patch.object(resource, 'getrlimit', return_value=(files, files)):
+        assert server.connections_per_worker(settings) == expected
+
+
+@pytest.fixture
+def own_signal_handlers():
+    """Restore this process's SIGTERM and SIGINT handlers after a test replaces them."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    server._worker_signals.clear()
+
+
+def test_a_signal_during_worker_loading_reaches_granians_handler(own_signal_handlers):
+    """SIGTERM before granian's handler is in place is kept, then sent again once it is."""
+    received = threading.Event()
+    server.hand_over_early_signals(deadline=10)
+    signal.raise_signal(signal.SIGTERM)  # while the worker is "loading"
+    assert server._worker_signals == [signal.SIGTERM]
+    signal.signal(signal.SIGTERM, lambda *_: received.set())  # granian takes over
+    wait_until(received.is_set, deadline=5, what='SIGTERM handed over')
+
+
+def test_a_worker_keeps_the_supervisors_inherited_handler_from_acting(own_signal_handlers):
+    """In a forked worker the supervisor's handler only notes the signal for granian's."""
+    supervisor = server.Server.__new__(server.Server)
+    supervisor.pid = -1  # not this process
+    supervisor.signal_handler_interrupt(signal.SIGINT)
+    assert server._worker_signals == [signal.SIGINT]
+
+
+@pytest.mark.parametrize('signalled', [True, False])
+def test_start_up_stops_at_once_if_signalled_early(signalled):
+    """A SIGTERM noted during start-up interrupts the server as soon as it has started."""
+    supervisor = mock.Mock()
+    with mock.patch.object(server, '_stop_early', [signal.SIGTERM] if signalled else []):
+        server.stop_if_signalled_early(supervisor)
+    assert supervisor.signal_handler_interrupt.called is signalled
