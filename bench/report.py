@@ -5,16 +5,19 @@ import sys
 from importlib import metadata
 
 BUSY_WARN = 0.10         # share of either core taken by other processes: the cell is suspect
-# Targets from the issue, checked against the landing's figures (and each variant's) at the end.
+# The issue's targets at wrk -c100 (the app's default 100 threads), checked for the app and
+# each variant against the variant labelled `before` where one ran. Reported, never enforced.
 TARGETS = {
-    'page_vs_http_server': 1.0,
-    'page_vs_cheroot': 0.42,
-    'p99_ms': 100.0,
-    'hc_under_load_p99_ms': 250.0,
-    'logo_vs_page': 0.9,
+    'page_vs_before': 1.2,           # / req/s, as a multiple of before's
+    'healthcheck_vs_before': 1.0,
+    'logo_vs_before': 1.0,
+    'p99_vs_before': 1.1,            # p99 of each path at most 10 % above before's
+    'hc_under_load_p99_ms': 250.0,   # /healthcheck from fresh connections while / is saturated
     'startup_ms': 300.0,
     'idle_rss_mb': 40.0,             # against the PSS sum of the tree: what its pages cost
 }
+VS_BEFORE = {'/': 'page_vs_before', '/healthcheck': 'healthcheck_vs_before',
+             '/logo.png': 'logo_vs_before'}
 
 
 def versions():
@@ -108,27 +111,23 @@ def cell(results, path, name):
 def check_targets(results, app):
     """Return [{ok, what, measured}] for `app`; ok is None where it could not be checked."""
     t, checks = TARGETS, []
-    page = cell(results, '/', app)
-    if not page:
-        return []
-    for peer, key in (('http.server', 'page_vs_http_server'), ('cheroot', 'page_vs_cheroot')):
-        ratio = results['ratios'].get(app, {}).get('/', {}).get(peer)
-        if ratio is not None:
-            checks.append((ratio >= t[key], f'/ req/s vs {peer} >= {t[key]}x (stretch 1.5x/0.6x)',
-                           f'{ratio:.2f}x'))
-    for path in results['paths']:
-        figures = cell(results, path, app)
-        if figures:
-            ok = (figures['p99_ms'] is not None and figures['p99_ms'] <= t['p99_ms']
-                  and figures['socket_errors'] == 0)
-            checks.append((ok, f"{path} p99 <= {t['p99_ms']:.0f} ms, 0 socket errors",
-                           f"p99 {fmt_ms(figures['p99_ms'])}, "
-                           f"{figures['socket_errors']} socket errors"))
-    logo = cell(results, '/logo.png', app)
-    if logo and page['rps']:
-        ratio = logo['rps'] / page['rps']
-        checks.append((ratio >= t['logo_vs_page'], f"/logo.png req/s >= {t['logo_vs_page']}x "
-                       "the page's", f'{ratio:.2f}x'))
+    before = 'before' if app != 'before' and 'before' in results['servers'] else None
+    if not before and app != 'before':
+        checks.append((None, 'req/s and p99 against before', 'no --variant before=DIR ran'))
+    for path in results['paths'] if before else []:
+        mine, base = cell(results, path, app), cell(results, path, before)
+        if not (mine and base):
+            continue
+        ratio = results['ratios'].get(app, {}).get(path, {}).get(before)
+        if path in VS_BEFORE:
+            need = t[VS_BEFORE[path]]
+            checks.append((ratio is not None and ratio >= need,
+                           f"{path} req/s >= {need}x before's", fmt(ratio, '.2f', 'x')))
+        ok = (None not in (mine['p99_ms'], base['p99_ms']) and mine['socket_errors'] == 0
+              and mine['p99_ms'] <= t['p99_vs_before'] * base['p99_ms'])
+        checks.append((ok, f"{path} p99 <= {t['p99_vs_before']}x before's, 0 socket errors",
+                       f"{fmt_ms(mine['p99_ms'])} vs {fmt_ms(base['p99_ms'])}, "
+                       f"{mine['socket_errors']} socket errors"))
     hc = results['hc_under_load'].get(app)
     if hc:
         ok = hc['p99_ms'] is not None and hc['p99_ms'] <= t['hc_under_load_p99_ms'] \
@@ -234,7 +233,7 @@ def render(results):
                        f"Last-Modified {'present' if headers['last_modified'] else 'MISSING'}, "
                        f"If-Modified-Since answers {headers['conditional_status']}")
     for app, checks in results['targets'].items():
-        out += ['', f'Targets (issue 6), {app}:']
+        out += ['', f'Targets, {app}:']
         out += [f"  {({True: 'PASS', False: 'FAIL'}).get(c['ok'], 'n/a'):<4}  {c['what']}: "
                 f"{c['measured']}" for c in checks]
     busy = [f"{c['server']} {c['path']} round {c['round']}: {c['others_pct']:.0f}%"
