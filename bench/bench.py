@@ -9,6 +9,10 @@ start-up to the first 200, RSS and PSS of each whole process tree idle and after
 app's access log against the visits. Every process started is stopped by its PID; every loop
 has a deadline. servers.py starts and stops the servers, load.py runs wrk and the rounds,
 readings.py reads processes through psutil, report.py sums up and prints.
+
+--variant LABEL=DIR [NAME=VALUE ...] adds landing.py from DIR (an older checkout, or this one
+with other settings) to the same rounds, e.g. `--variant before=/tmp/old --variant w2=. WORKERS=2`;
+the targets compare the app with the variant labelled `before`.
 """
 import argparse
 import datetime
@@ -50,11 +54,11 @@ def parse_args(argv):
         help='folder holding landing.py (e.g. a scratch copy being tuned)')
     add('--app-env', action='append', default=[], metavar='NAME=VALUE',
         help='extra environment for the landing app (e.g. WORKERS=2)')
-    add('--variant', action='append', default=[], metavar='LABEL=DIR',
-        help='also measure landing.py from DIR as server LABEL, in the same rounds (a tuned '
-             'copy, or an older checkout, against the current app)')
+    add('--variant', action='append', nargs='+', default=[], metavar=('LABEL=DIR', 'NAME=VALUE'),
+        help='also measure landing.py from DIR, with that environment, as server LABEL in the '
+             'same rounds; the targets compare the app with the variant labelled `before`')
     add('--variant-env', action='append', default=[], metavar='LABEL:NAME=VALUE',
-        help='environment for one variant')
+        help='environment for one variant (as NAME=VALUE after its --variant)')
     # 'Bare' means cheroot's own defaults (wsgi.Server's 10 threads) but for the backlog: with
     # its 5, most of wrk's 100 connections wait out SYN retransmits and the figures swing 2x.
     add('--cheroot-threads', type=int, default=10, help="bare cheroot pool size (its default)")
@@ -76,12 +80,12 @@ def parse_args(argv):
     if set(args.servers) - set(SERVERS) or set(args.paths) - set(PATHS):
         parser.error(f'--servers takes {",".join(SERVERS)}; --paths takes {",".join(PATHS)}')
     args.app, args.app_env, args.variants = os.path.abspath(args.app), env(args.app_env), {}
-    for label_dir in args.variant:
+    for label_dir, *settings in args.variant:
         label, _, folder = label_dir.partition('=')
         if label in SERVERS or label in args.variants or not folder \
                 or not os.path.isfile(os.path.join(folder, 'landing.py')):
             parser.error(f'--variant wants a new LABEL=DIR, DIR holding landing.py: {label_dir}')
-        args.variants[label] = {'dir': os.path.abspath(folder), 'env': {}}
+        args.variants[label] = {'dir': os.path.abspath(folder), 'env': env(settings)}
     for item in args.variant_env:
         label, _, setting = item.partition(':')
         if label not in args.variants:
