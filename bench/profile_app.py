@@ -85,37 +85,37 @@ def main(argv=None):
 
     # The access log handler holds sys.stdout from start-up on: point file descriptor 1 at a
     # temp file, as the server's stdout is a file or pipe, and print the results afterwards.
-    log = tempfile.TemporaryFile(mode='w+')
-    sys.stdout.flush()
-    real_stdout = os.dup(1)
-    os.dup2(log.fileno(), 1)
-    timings = {}
-    profile = cProfile.Profile()
-    try:
-        cherrypy = mount(os.path.abspath(args.app))
-        tree = cherrypy.tree
-        for path in paths:
-            status, _ = call(tree, path)
-            if not status.startswith('200'):
-                raise SystemExit(f'{path} answered {status}')
-            for _ in range(200):         # warm caches before timing
-                call(tree, path)
-            started = time.perf_counter()
-            for _ in range(args.requests):
-                call(tree, path)
-            timings[path] = (time.perf_counter() - started) / args.requests * 1e6
-        profile.enable()
-        for path in paths:
-            for _ in range(args.requests):
-                call(tree, path)
-        profile.disable()
-        cherrypy.engine.exit()
-    finally:
+    with tempfile.TemporaryFile(mode='w+') as log:
         sys.stdout.flush()
-        os.dup2(real_stdout, 1)
-        os.close(real_stdout)
-    log.seek(0)
-    lines = sum(1 for line in log if '"GET ' in line)
+        real_stdout = os.dup(1)
+        os.dup2(log.fileno(), 1)
+        timings = {}
+        profile = cProfile.Profile()
+        try:
+            cherrypy = mount(os.path.abspath(args.app))
+            tree = cherrypy.tree
+            for path in paths:
+                status, _ = call(tree, path)
+                if not status.startswith('200'):
+                    raise SystemExit(f'{path} answered {status}')
+                for _ in range(200):         # warm caches before timing
+                    call(tree, path)
+                started = time.perf_counter()
+                for _ in range(args.requests):
+                    call(tree, path)
+                timings[path] = (time.perf_counter() - started) / args.requests * 1e6
+            profile.enable()
+            for path in paths:
+                for _ in range(args.requests):
+                    call(tree, path)
+            profile.disable()
+            cherrypy.engine.exit()
+        finally:
+            sys.stdout.flush()
+            os.dup2(real_stdout, 1)
+            os.close(real_stdout)
+        log.seek(0)
+        lines = sum(1 for line in log if '"GET ' in line)
     print(f'app {os.path.abspath(args.app)}, {args.requests} requests per path, no profiler:')
     for path, micros in timings.items():
         print(f'  {path:<13}{micros:8.1f} µs per request')

@@ -32,7 +32,7 @@ if (( $(nproc) < 2 )); then
   exit 1
 fi
 
-# bench/.venv holds the app's pins plus Flask and gunicorn; refreshed when a pin changes.
+# bench/.venv: the app's pins plus Flask, gunicorn and psutil; refreshed when a pin changes.
 python=.venv/bin/python
 stamp=.venv/requirements.sha256
 wanted=$(cat requirements.txt ../requirements.txt | sha256sum)
