@@ -499,8 +499,6 @@ def configure(environ):
     cherrypy.config.update(settings)
     cherrypy.config.update({
         'error_page.default': error_page,
-        # A handler's str is sent as utf-8 (tools.encode): say so in the type it gets by default.
-        'response.headers.Content-Type': 'text/html; charset=utf-8',
         'tools.ignore_unused_params.on': True,
         'request.body.maxbytes': settings['server.max_request_body_size'],
     })

@@ -2,12 +2,12 @@
 
 usage: bench/.venv/bin/python bench/profile_app.py [--app DIR] [--requests N] [--top N]
 
-Mounts the app the way landing.main() does (configure, the real prod.conf, the filter that keeps
-probes out of the access log), starts the engine without an HTTP server, and calls the WSGI
-tree directly with the environ cheroot would build for wrk's request. It prints µs per request
-for each path without a profiler, then the functions cProfile finds most costly. The access log
-goes where landing.py sends it (stdout), redirected to a temp file here so writing it is counted.
-What this leaves out is the server: cheroot's parsing and sending, and thread contention.
+Mounts the app the way server.serve() does (configure, the real prod.conf, the guard, the access
+log that leaves probes out), starts the engine without an HTTP server, and calls the guarded
+WSGI app directly with the environ granian would build for wrk's request. It prints µs per
+request for each path without a profiler, then the functions cProfile finds most costly. The
+access log goes where server.py sends it (stdout), redirected to a temp file here so writing it
+is counted. What this leaves out is the server: granian's parsing and sending, and threads.
 """
 import argparse
 import cProfile
@@ -23,20 +23,19 @@ PATHS = ('/', '/healthcheck', '/logo.png')
 
 
 def environ_for(path):
-    """Return the WSGI environ cheroot builds for wrk's `GET path HTTP/1.1`."""
+    """Return the WSGI environ granian builds for wrk's `GET path HTTP/1.1`."""
     return {
         'REQUEST_METHOD': 'GET', 'SCRIPT_NAME': '', 'PATH_INFO': path, 'QUERY_STRING': '',
-        'REQUEST_URI': path, 'SERVER_NAME': '127.0.0.1', 'SERVER_PORT': '8080',
-        'SERVER_PROTOCOL': 'HTTP/1.1', 'ACTUAL_SERVER_PROTOCOL': 'HTTP/1.1',
-        'REMOTE_ADDR': '127.0.0.1', 'REMOTE_PORT': '40000', 'HTTP_HOST': '127.0.0.1:8080',
-        'SERVER_SOFTWARE': 'CherryPy/profile', 'wsgi.version': (1, 0),
+        'SERVER_NAME': '127.0.0.1', 'SERVER_PORT': '8080', 'SERVER_PROTOCOL': 'HTTP/1.1',
+        'REMOTE_ADDR': '127.0.0.1', 'HTTP_HOST': '127.0.0.1:8080',
+        'SERVER_SOFTWARE': 'Granian', 'GATEWAY_INTERFACE': 'CGI/1.1', 'wsgi.version': (1, 0),
         'wsgi.url_scheme': 'http', 'wsgi.input': io.BytesIO(b''), 'wsgi.errors': sys.stderr,
         'wsgi.multithread': True, 'wsgi.multiprocess': False, 'wsgi.run_once': False,
     }
 
 
 def call(app, path):
-    """Run one request through the WSGI app, as cheroot does; return (status, body)."""
+    """Run one request through the WSGI app, as granian does; return (status, body)."""
     answer = {}
 
     def start_response(status, headers, exc_info=None):
@@ -54,20 +53,18 @@ def call(app, path):
 
 
 def mount(app_dir):
-    """Import the app from `app_dir`, mount it as main() does and start the engine alone."""
+    """Import the app from `app_dir`, mount it as serve() does, start the engine; return the app."""
     sys.path.insert(0, app_dir)
     import cherrypy
 
     import landing
+    import server
 
-    # configure() also subscribes what the app does at engine start (its request and response
-    # classes, the filter that keeps probes out of the access log), so those run below too.
-    landing.configure({})
-    cherrypy.config.update({'engine.autoreload.on': False})
-    cherrypy.tree.mount(landing.Landing(), '/', landing.CONFIG_PATH)
-    cherrypy.server.unsubscribe()        # no HTTP server: the WSGI tree is called directly
+    # configure() also subscribes what runs at engine start (the fast access log), so it runs.
+    server.configure({})
+    app = server.mount(landing.Landing(), landing.CONFIG_PATH)
     cherrypy.engine.start()
-    return cherrypy
+    return app
 
 
 def main(argv=None):
@@ -92,8 +89,7 @@ def main(argv=None):
         timings = {}
         profile = cProfile.Profile()
         try:
-            cherrypy = mount(os.path.abspath(args.app))
-            tree = cherrypy.tree
+            tree = mount(os.path.abspath(args.app))
             for path in paths:
                 status, _ = call(tree, path)
                 if not status.startswith('200'):
@@ -109,7 +105,7 @@ def main(argv=None):
                 for _ in range(args.requests):
                     call(tree, path)
             profile.disable()
-            cherrypy.engine.exit()
+            sys.modules['cherrypy'].engine.exit()
         finally:
             sys.stdout.flush()
             os.dup2(real_stdout, 1)

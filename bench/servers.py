@@ -10,7 +10,6 @@ import sys
 import time
 
 import psutil
-
 import readings
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
