@@ -32,17 +32,11 @@ say() {
 
 run_local() {
   # Same app, same settings code; only the address differs: loopback, unprivileged port.
-  local port="${PORT:-8080}" python=.venv/bin/python installed=.venv/requirements.installed
-  if [[ ! -x "$python" ]]; then
-    say "creating .venv"
-    python3 -m venv .venv
-  fi
-  # A copy of the requirements last installed: pip runs again only when a pin changed.
-  if ! cmp -s requirements.txt "$installed"; then
-    say "installing requirements.txt into .venv"
-    "$python" -m pip install --quiet -r requirements.txt
-    cp requirements.txt "$installed"
-  fi
+  local port="${PORT:-8080}" python=.venv/bin/python
+  # The same .venv and stamp as test.sh: pip runs again only when a pin changed.
+  # shellcheck source=.ci/venv.sh
+  source .ci/venv.sh
+  ensure_venv .venv requirements.txt
   say "serving http://127.0.0.1:$port/ from .venv (Ctrl-C stops)"
   # exec: the server itself gets Ctrl-C and SIGTERM and shuts down gracefully.
   HOST=127.0.0.1 PORT="$port" exec "$python" landing.py
@@ -80,7 +74,7 @@ if ! docker run --rm --name "$CONTAINER_NAME-tests" --network none "$TEST_IMAGE"
 fi
 
 client=
-# shellcheck disable=SC2317  # called from the traps below
+# shellcheck disable=SC2329  # called from the traps below
 stop_container() {
   # docker stop sends SIGTERM (graceful shutdown); --rm then removes the container.
   docker stop "$CONTAINER_NAME" >/dev/null 2>&1 || true

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Docker engine and stand-in base image for CI and for developers' machines.
 # usage: source .ci/docker-engine.sh; start_docker_engine; trap stop_docker_engine EXIT
 #        build_base_image; export PYTHON_IMAGE="$BASE_IMAGE"

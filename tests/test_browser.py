@@ -64,7 +64,7 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        unavailable('Playwright for Python is not installed (requirements-dev.txt)')
+        unavailable('Playwright for Python is not installed (requirements-browser.txt)')
     playwright = sync_playwright().start()
     try:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

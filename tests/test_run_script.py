@@ -4,6 +4,7 @@ Most tests put a stand-in `docker` first on PATH that records its calls, so they
 in a second; the last one runs run.sh against the real engine the way CI can (no TTY),
 and skips without an engine unless REQUIRE_DOCKER=1.
 """
+import hashlib
 import os
 import pty
 import shlex
@@ -170,15 +171,16 @@ def app_copy(tmp_path):
     app = tmp_path / 'app'
     app.mkdir()
     for name in os.listdir(ROOT):
-        if name.endswith(('.py', '.conf', '.sh')) or name in ('requirements.txt', 'static'):
-            copy = shutil.copytree if name == 'static' else shutil.copy2
+        if name.endswith(('.py', '.conf', '.sh')) or name in ('requirements.txt', 'static', '.ci'):
+            copy = shutil.copytree if name in ('static', '.ci') else shutil.copy2
             copy(os.path.join(ROOT, name), app / name)
     venv_bin = app / '.venv' / 'bin'
     venv_bin.mkdir(parents=True)
     (venv_bin / 'python').write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
     (venv_bin / 'python').chmod(0o755)
-    # What run.sh keeps after installing requirements.txt, so it sees nothing to install.
-    shutil.copy2(app / 'requirements.txt', app / '.venv' / 'requirements.installed')
+    # The stamp run.sh and test.sh keep after installing requirements.txt: nothing to install.
+    digest = hashlib.sha256((app / 'requirements.txt').read_bytes()).hexdigest()
+    (app / '.venv' / 'requirements.stamp').write_text(f'{digest}  requirements.txt\n')
     return app
 
 
