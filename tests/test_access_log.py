@@ -1,11 +1,16 @@
 """The access log: server.py's fast formatter writes exactly the line CherryPy's own would."""
+import datetime
+import json
 import logging
+import re
 
 import cherrypy
 import pytest
 from cherrypy._cplogging import LogManager
 from cherrypy.lib import httputil
+from conftest import request
 
+import landing
 import server
 
 
@@ -94,3 +99,70 @@ def test_a_failing_format_is_logged_as_an_error_not_raised(serving, monkeypatch)
     monkeypatch.setattr(server.AccessLog, '__call__', lambda self, **kw: errors.append(kw))
     server.AccessLog('broken', 'test-access-log').access()
     assert errors == [{'traceback': True}]
+
+
+# ---- In a real process: what `docker logs` and a log collector read -----------------------
+
+VISITS = [('GET', '/', {}), ('GET', '/?utm_source=news&fbclid=x', {'Referer': 'https://t.co/x'}),
+          ('HEAD', '/logo.png', {'User-Agent': 'probe "quoted" \\ agent'}),
+          ('GET', '/no-such-page', {}), ('POST', '/', {})]
+
+
+def visit_all(port):
+    """Make the VISITS and a few health probes; return the statuses of the visits."""
+    got = []
+    for method, path, headers in VISITS:
+        got.append(request(port, method, path, headers)[0])
+        request(port, 'GET', '/healthcheck')
+    return got
+
+
+def test_json_lines_parse_and_name_every_field(start_server):
+    """LOG_FORMAT=json: every stdout line is one JSON object with the fields collectors want."""
+    served = start_server(env={'LOG_FORMAT': 'json'}).wait_ready()
+    statuses = visit_all(served.port)
+    assert served.stop() == 0
+    lines = served.stdout().splitlines()
+    records = [json.loads(line) for line in lines]  # every line, or this raises
+    assert [(r['method'], r['status']) for r in records] == [
+        (method, status) for (method, _, _), status in zip(VISITS, statuses, strict=True)]
+    second = records[1]
+    assert (second['path'], second['query']) == ('/', 'utm_source=news&fbclid=x')
+    assert second['referer'] == 'https://t.co/x'
+    assert records[2]['user_agent'] == 'probe "quoted" \\ agent'
+    for record in records:
+        assert set(record) == {'time', 'remote_addr', 'method', 'path', 'query', 'protocol',
+                               'status', 'bytes', 'duration_ms', 'user_agent', 'referer'}
+        assert record['remote_addr'] == '127.0.0.1'
+        assert record['protocol'] == 'HTTP/1.1'
+        assert 0 <= record['duration_ms'] < 5000
+        assert datetime.datetime.fromisoformat(record['time']).tzinfo is not None
+    assert records[0]['bytes'] == len(landing.PAGE.encode())
+
+
+COMBINED = re.compile(
+    r'127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\] "(?P<line>[^"]*)" (?P<status>\d{3}) '
+    r'(?P<bytes>\d+|-) "(?P<referer>[^"]*)" "(?P<agent>(?:[^"\\]|\\.)*)"')
+
+
+@pytest.mark.parametrize('env', [{}, {'LOG_FORMAT': 'combined'}])
+def test_combined_is_the_default_and_stays_as_it_was(start_server, env):
+    """By default each line is Apache's Combined Log Format, exactly as before JSON existed."""
+    served = start_server(env=env).wait_ready()
+    visit_all(served.port)
+    assert served.stop() == 0
+    lines = served.stdout().splitlines()
+    assert len(lines) == len(VISITS)  # one per visit, none for the probes
+    parsed = [COMBINED.fullmatch(line) for line in lines]
+    assert all(parsed), lines
+    assert [m['line'] for m in parsed] == [
+        'GET / HTTP/1.1', 'GET /?utm_source=news&fbclid=x HTTP/1.1', 'HEAD /logo.png HTTP/1.1',
+        'GET /no-such-page HTTP/1.1', 'POST / HTTP/1.1']
+    assert parsed[1]['referer'] == 'https://t.co/x'
+    assert parsed[2]['agent'] == 'probe \\"quoted\\" \\ agent'  # as CherryPy escapes
+
+
+def test_an_unknown_log_format_is_refused_naming_the_variable():
+    """LOG_FORMAT=xml: ConfigError naming LOG_FORMAT and the formats it takes."""
+    with pytest.raises(server.ConfigError, match="^LOG_FORMAT must be one of combined, json"):
+        server.settings_from({'LOG_FORMAT': 'xml'}, {})
