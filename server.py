@@ -45,6 +45,7 @@ import resource  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import cherrypy  # noqa: E402
 from cherrypy._cplogging import LogManager  # noqa: E402
@@ -72,12 +73,16 @@ DEFAULTS = {
     'server.drain_seconds': 0,
     # Access-log lines: Apache's Combined Log Format, or one JSON object each (LOG_FORMAT).
     'server.log_format': 'combined',
+    # RELOAD=1: restart the workers when a file of the app changes (development only).
+    'server.reload': False,
     # A landing page takes no uploads: bigger bodies get 413.
     'server.max_request_body_size': 64 * 1024,
 }
 
 # LOG_FORMAT: the access log's line format.
 LOG_FORMATS = ('combined', 'json')
+# Folders under the app's that RELOAD=1 does not watch.
+RELOAD_IGNORED = ['.venv', '.git', 'tests', 'bench', 'test-output', 'docs', 'deploy']
 
 # Environment variable -> (setting, lowest and highest whole number it accepts).
 WHOLE_NUMBER_VARIABLES = {
@@ -89,6 +94,7 @@ WHOLE_NUMBER_VARIABLES = {
     'KEEPALIVE_TIMEOUT': ('server.keepalive_timeout', 1, 86400),
     'SHUTDOWN_TIMEOUT': ('server.shutdown_timeout', 1, 3600),
     'DRAIN_SECONDS': ('server.drain_seconds', 0, 3600),
+    'RELOAD': ('server.reload', 0, 1),
 }
 
 # Headers hyper reads into one buffer: the request line and headers must fit (else 431/414).
@@ -578,10 +584,25 @@ def build_server(settings, app):
             max_buffer_size=HEADER_BUFFER),
         workers_kill_timeout=settings['server.shutdown_timeout'],
         log_dictconfig=GRANIAN_LOGGING,
+        # RELOAD=1 (./run.sh --dev): granian restarts the workers when a file changes.
+        reload=settings['server.reload'],
+        reload_paths=[Path(settings['server.app_dir'])],
+        reload_ignore_dirs=RELOAD_IGNORED,
+        reload_tick=100,
     )
     server.app = app
     server.drain_seconds = settings['server.drain_seconds']
     return server
+
+
+def load_fresh_app(root_class, config_path, _target):
+    """Build the app anew in a spawned worker (RELOAD=1): the edited code, imported afresh."""
+    hand_over_early_signals()
+    configure(os.environ)
+    app = mount(root_class(), config_path)
+    cherrypy.engine.start()
+    multiprocessing.util.Finalize(None, cherrypy.engine.exit, exitpriority=10)
+    return app
 
 
 def serve(root, config_path, environ=os.environ):
@@ -598,13 +619,20 @@ def serve(root, config_path, environ=os.environ):
     except ConfigError as error:
         sys.exit(f'landing: {error}')
     raise_open_files_limit()
+    settings['server.app_dir'] = os.path.dirname(os.path.abspath(config_path))
     app = mount(root, config_path)
     log(f"host={settings['server.socket_host']} port={settings['server.socket_port']} "
-        f"threads={settings['server.thread_pool']} workers={settings['server.workers']}",
-        'SETTINGS')
+        f"threads={settings['server.thread_pool']} workers={settings['server.workers']}"
+        + (' reload=on' if settings['server.reload'] else ''), 'SETTINGS')
     server = build_server(settings, app)
-    # Workers are forked, not spawned: they inherit the mounted app instead of re-importing it.
-    multiprocessing.set_start_method('fork', force=True)
-
     server.on_startup(functools.partial(stop_if_signalled_early, server))
-    server.serve(target_loader=server.load_app)
+    if settings['server.reload']:
+        # Spawned workers import the app's files afresh, edits included; forked ones would
+        # inherit the code this process imported at start.
+        multiprocessing.set_start_method('spawn', force=True)
+        server.serve(target_loader=functools.partial(load_fresh_app, type(root), config_path))
+    else:
+        # Forked workers inherit the mounted app instead of importing it again: a faster
+        # start, and memory pages shared with this process.
+        multiprocessing.set_start_method('fork', force=True)
+        server.serve(target_loader=server.load_app)

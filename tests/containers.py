@@ -11,6 +11,7 @@ import time
 import uuid
 
 import pytest
+
 from conftest import ROOT, wait_until
 
 # The Dockerfile's default base; CI and machines without a registry pass a local one.

@@ -8,10 +8,10 @@ import cherrypy
 import pytest
 from cherrypy._cplogging import LogManager
 from cherrypy.lib import httputil
-from conftest import request
 
 import landing
 import server
+from conftest import request
 
 
 class Lines(logging.Handler):

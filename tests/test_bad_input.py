@@ -8,10 +8,11 @@ import os
 import time
 
 import pytest
-from conftest import ROOT, ServerProcess, request
 from hypothesis import HealthCheck as Hypothesis
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from conftest import ROOT, ServerProcess, request
 from rawhttp import connect, exchange, get, statuses
 
 HOST = b'Host: localhost'

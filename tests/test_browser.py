@@ -11,6 +11,7 @@ Skipped, with the reason, where Chromium or Playwright is missing; with REQUIRE_
 import os
 
 import pytest
+
 from conftest import ROOT
 
 CHROMIUM = '/usr/bin/chromium'

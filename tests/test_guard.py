@@ -9,10 +9,10 @@ import os
 
 import cherrypy
 import pytest
-from conftest import ROOT
-from rawhttp import exchange, statuses
 
 import server
+from conftest import ROOT
+from rawhttp import exchange, statuses
 
 LOGO = os.path.join(ROOT, 'static', 'logo.png')
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')

@@ -2,6 +2,7 @@
 import re
 
 import pytest
+
 from conftest import request
 from rawhttp import exchange
 

@@ -12,10 +12,10 @@ from unittest import mock
 import cherrypy
 import pytest
 from cherrypy.process.wspbus import states
-from conftest import ROOT, free_port, request, wait_until
 
 import healthcheck
 import server
+from conftest import ROOT, free_port, request, wait_until
 
 STOPPING_STATES = [states.STOPPING, states.STOPPED, states.EXITING]
 

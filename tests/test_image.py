@@ -11,6 +11,7 @@ import time
 import types
 
 import pytest
+
 from conftest import wait_until
 from containers import (
     BASE_IMAGE,

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from conftest import ROOT, SEED, request
 
 import healthcheck
 import server
+from conftest import ROOT, SEED, request
 
 KUBERNETES_VERSION = '1.37'
 DEPLOY_DIR = os.path.join(ROOT, 'deploy', 'kubernetes')

@@ -2,9 +2,9 @@
 from html.parser import HTMLParser
 
 import pytest
-from conftest import request
 
 import landing
+from conftest import request
 
 
 class PageOutline(HTMLParser):

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+
 from conftest import ROOT, free_port, request, wait_until
 
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')

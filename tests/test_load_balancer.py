@@ -11,10 +11,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import ROOT, request, wait_until
-from rawhttp import connect, get, read_response
 
 import landing
+from conftest import ROOT, request, wait_until
+from rawhttp import connect, get, read_response
 
 STOCK_APP = os.path.join(ROOT, 'tests', 'stock_landing.py')
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')

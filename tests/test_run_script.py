@@ -15,6 +15,7 @@ import sys
 import uuid
 
 import pytest
+
 from conftest import ROOT, free_port, request, wait_until
 from containers import Container, docker, require_base_image, require_engine
 

@@ -5,9 +5,8 @@ import subprocess
 import sys
 import threading
 
-from conftest import ROOT, request, wait_until
-
 import landing
+from conftest import ROOT, request, wait_until
 
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
 

@@ -6,9 +6,9 @@ from unittest import mock
 
 import cherrypy
 import pytest
-from conftest import wait_until
 
 import server
+from conftest import wait_until
 
 
 def test_apps_get_the_fast_access_log_once(in_process):

@@ -3,6 +3,7 @@ import os
 import struct
 
 import pytest
+
 from conftest import ROOT, request
 
 STATIC = os.path.join(ROOT, 'static')
