@@ -39,9 +39,11 @@ def labels_for(apps):
     labels = []
     for app in apps:
         name = os.path.basename(os.path.normpath(app)) or app
-        label, number = name, 2
-        while label in labels:
-            label, number = f'{name}#{number}', number + 1
+        label = name
+        for number in range(2, len(apps) + 2):  # at most one clash per earlier app
+            if label not in labels:
+                break
+            label = f'{name}#{number}'
         labels.append(label)
     return labels
 

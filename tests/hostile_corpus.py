@@ -177,6 +177,7 @@ class Framer:
                 return  # framed by the close: complete only when the server closes
 
     def _head(self, data):
+        """Read the next answer's head, if whole; pick its framing. False if more bytes are due."""
         end = data.find(b'\r\n\r\n', self.at)
         if end < 0:
             return False
@@ -217,6 +218,7 @@ class Framer:
         return False
 
     def _done(self, end):
+        """Count one complete answer ending at `end`; the next one starts there."""
         self.count, self.at, self.state = self.count + 1, end, 'head'
 
 
@@ -470,6 +472,23 @@ class AppProcess:
                 os.kill(child, signal.SIGKILL)
             except OSError:
                 pass  # already gone
+
+
+def open_many(count, make, sockets, deadline=30):
+    """Append up to `count` sockets from make() to `sockets`, stopping at `deadline` s or a refusal.
+
+    Each make() has its own socket timeout; the deadline bounds the sum, so a server that stops
+    accepting costs seconds, not count x timeout.
+    """
+    end = time.monotonic() + deadline
+    for _ in range(count):
+        if time.monotonic() > end:
+            break
+        try:
+            sockets.append(make())
+        except OSError:
+            break  # refused or the backlog is full: as many as the server takes
+    return len(sockets)
 
 
 class Sockets(list):
@@ -1275,13 +1294,17 @@ TRICKLERS, NON_READERS, PIPELINED = 20, 20, 200
 def slow_clients(target):
     """20 clients trickling a header byte a second, 20 never reading: a probe answers in < 1 s."""
     raise_open_files()
+    def trickler():
+        sock = connect(target.port)
+        sock.sendall(b'GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ')
+        return sock
+
+    paths = iter([LOGO_PATH, '/'] * NON_READERS)
     with Sockets() as tricklers, Sockets() as stuck:
-        for _ in range(TRICKLERS):
-            sock = connect(target.port)
-            sock.sendall(b'GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ')
-            tricklers.append(sock)
-        for index in range(NON_READERS):
-            stuck.append(non_reader(target.port, LOGO_PATH if index % 2 else '/'))
+        open_many(TRICKLERS, trickler, tricklers)
+        open_many(NON_READERS, lambda: non_reader(target.port, next(paths)), stuck)
+        if len(tricklers) < TRICKLERS or len(stuck) < NON_READERS:
+            return Outcome(False, f'set-up: {len(tricklers)} tricklers, {len(stuck)} non-readers')
         probes = trickle_and_probe(target, tricklers, ticks=5, probe_at=(2, 4))
     recovered = wait_for(target.healthy, 20)
     passed = all(seconds is not None and seconds < 1 for seconds in probes)
@@ -1338,10 +1361,7 @@ def silent_and_idle(target, count=1000):
         return Outcome(False, f'open-files limit {soft} too low for {2 * count} connections')
     deadline = time.monotonic() + 60
     with Sockets() as held:
-        for _ in range(count):
-            if time.monotonic() > deadline:
-                break
-            held.append(connect(target.port))
+        open_many(count, lambda: connect(target.port), held)
         idle = 0
         for _ in range(count):
             if time.monotonic() > deadline:
@@ -1381,12 +1401,8 @@ def exhaustion_run(target):
     try:
         server.wait_ready()
         with Sockets() as held:
-            for _ in range(EXHAUSTION_CONNECTIONS):
-                try:
-                    held.append(connect(server.port, timeout=2))
-                except OSError:
-                    break  # the backlog is full: exhausted already
-            result['held'] = len(held)
+            result['held'] = open_many(EXHAUSTION_CONNECTIONS,
+                                       lambda: connect(server.port, timeout=2), held)
             cpu, lines = tree_cpu(server.pid), server.stderr_lines()
             time.sleep(WINDOW)  # the measurement window itself; nothing to poll
             result['cpu_share'] = (tree_cpu(server.pid) - cpu) / WINDOW
