@@ -45,6 +45,7 @@ import resource  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import urllib.parse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cherrypy  # noqa: E402
@@ -287,7 +288,10 @@ class AccessLog(LogManager):
 
 # RFC 3986 host (reg-name, IPv4 or a bracketed IPv6) and an optional port.
 _VALID_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
-_RANGE = re.compile(r'bytes=(?:[0-9]{1,18}-[0-9]{0,18}|-[0-9]{1,18})')
+# One byte range; a suffix of zero bytes (bytes=-0) is unsatisfiable, so it is ignored too.
+_RANGE = re.compile(r'bytes=(?:[0-9]{1,18}-[0-9]{0,18}|-0*[1-9][0-9]{0,17})')
+# The longest Host that can name a host: a DNS name (253) or an IPv6 literal, and a port.
+MAX_HOST = 262
 
 
 def _valid_date(value):
@@ -302,7 +306,8 @@ def refusal(environ, max_body=DEFAULTS['server.max_request_body_size']):
     """Return (status, reason) for a request the app must not see, or None to pass it on."""
     host = environ.get('HTTP_HOST', '')
     # Two Host fields arrive joined by a comma, which the pattern refuses. HTTP/1.1 needs one.
-    if not _VALID_HOST.fullmatch(host) if host else environ['SERVER_PROTOCOL'] != 'HTTP/1':
+    if (len(host) > MAX_HOST or not _VALID_HOST.fullmatch(host) if host
+            else environ['SERVER_PROTOCOL'] != 'HTTP/1'):
         return '400 Bad Request', 'invalid Host'
     path = environ.get('PATH_INFO', '')
     target = len(path) + len(environ.get('QUERY_STRING', ''))
@@ -327,6 +332,16 @@ def tidy(environ):
     for name in ('HTTP_IF_MODIFIED_SINCE', 'HTTP_IF_UNMODIFIED_SINCE'):
         if name in environ and not _valid_date(environ[name]):
             del environ[name]
+    # CherryPy answers 404 to a query string that is not UTF-8 once decoded (/?a=%FF): keep
+    # its valid parameters, with U+FFFD for the bytes that are not.
+    query = environ.get('QUERY_STRING', '')
+    if '%' in query or not query.isascii():
+        raw = urllib.parse.unquote_to_bytes(query)
+        try:
+            raw.decode('utf-8')
+        except UnicodeDecodeError:
+            environ['QUERY_STRING'] = urllib.parse.quote(
+                raw.decode('utf-8', 'replace'), safe="=&;/:@!$'()*+,?")
 
 
 class Guard:

@@ -135,7 +135,8 @@ def test_an_unsatisfiable_range_gets_416(in_process):
 @pytest.mark.parametrize('value', [
     'bytes=' + ','.join(['0-'] * 5000),  # 5,000 whole copies: 63 MB on cheroot
     'bytes=0-1,0-1', 'bytes=0-0,1-1,2-2', 'bytes=abc', 'bytes=0-1,,', 'bytes=--1', 'bytes=-',
-    'bytes=5-1', 'items=0-1', 'bytes = 0-1', 'bytes=0-1;x', 'bytes=' + '9' * 40 + '-',
+    'bytes=5-1', 'items=0-1', 'bytes = 0-1', 'bytes=0-1;x', 'bytes=' + '9' * 40 + '-', 'bytes=-0',
+    'bytes=-000',
 ])
 def test_multiple_or_malformed_ranges_are_ignored_and_the_whole_file_served(in_process, value):
     """RFC 9110 §14.2 lets a server ignore Range: the answer is never bigger than the file."""
@@ -267,3 +268,22 @@ def test_the_filter_keeps_what_each_kind_of_handler_takes(handler, kept):
         assert set(request.params) == kept
     finally:
         cherrypy.serving.clear()
+
+
+@pytest.mark.parametrize('query', ['a=%FF%FE', 'a=%ff&b=2', 'x=%C3%A9%FF', '\u00e9=1'])
+def test_a_query_string_that_is_not_utf8_still_gets_the_page(in_process, query):
+    """CherryPy answers 404 to undecodable parameters; the guard replaces the bad bytes."""
+    assert in_process('GET', f'/?{query}')[0] == 200
+
+
+def test_valid_parameters_survive_the_mend():
+    """Only the undecodable bytes change: the valid parameters keep their values."""
+    environ = {'SERVER_PROTOCOL': 'HTTP/1.1', 'QUERY_STRING': 'a=%FF&b=caf%C3%A9'}
+    server.tidy(environ)
+    assert environ['QUERY_STRING'] == 'a=%EF%BF%BD&b=caf%C3%A9'
+
+
+def test_a_host_longer_than_any_name_is_refused(in_process):
+    """An 8 KB Host is no host: 400, like any other invalid one."""
+    assert in_process('GET', '/', {'Host': 'a' * 8000})[0] == 400
+    assert in_process('GET', '/', {'Host': 'a' * 253 + ':65535'})[0] == 200

@@ -7,8 +7,9 @@ path cost) are marked slow:  python -m pytest tests/test_hostile.py -m 'not slow
 """
 import resource
 
-import hostile_corpus as corpus
 import pytest
+
+import hostile_corpus as corpus
 from conftest import ROOT, free_port, request, wait_until
 
 
