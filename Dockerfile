@@ -32,10 +32,11 @@ WORKDIR /app
 
 FROM runtime-base AS runtime
 # Owned by root and read-only to the server: it cannot rewrite its own code.
-COPY landing.py server.py healthcheck.py prod.conf ./
+COPY landing.py server.py metrics.py healthcheck.py prod.conf ./
 COPY static/ static/
 USER 10001:10001
-EXPOSE 80
+# 80: the site; 9464: Prometheus metrics (METRICS_PORT), for the cluster only.
+EXPOSE 80 9464
 # start-interval needs a newer engine; a short interval gets the first verdict in ~5 s.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "healthcheck.py"]

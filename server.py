@@ -55,6 +55,8 @@ from granian.constants import HTTPModes, Interfaces  # noqa: E402
 from granian.http import HTTP1Settings  # noqa: E402
 from granian.server import MPServer  # noqa: E402
 
+import metrics  # noqa: E402
+
 # How the server runs, beside the seed's host, port, threads and trailing-slash settings.
 DEFAULTS = {
     'environment': 'production',
@@ -76,6 +78,9 @@ DEFAULTS = {
     'server.log_format': 'combined',
     # RELOAD=1: restart the workers when a file of the app changes (development only).
     'server.reload': False,
+    # Prometheus metrics on a port of their own, never the public one (metrics.py); 0: off.
+    # 9464 is the customary port of a Prometheus exporter beside an app (OpenTelemetry's).
+    'server.metrics_port': 9464,
     # A landing page takes no uploads: bigger bodies get 413.
     'server.max_request_body_size': 64 * 1024,
 }
@@ -96,6 +101,7 @@ WHOLE_NUMBER_VARIABLES = {
     'SHUTDOWN_TIMEOUT': ('server.shutdown_timeout', 1, 3600),
     'DRAIN_SECONDS': ('server.drain_seconds', 0, 3600),
     'RELOAD': ('server.reload', 0, 1),
+    'METRICS_PORT': ('server.metrics_port', 0, 65535),
 }
 
 # Headers hyper reads into one buffer: the request line and headers must fit (else 431/414).
@@ -108,6 +114,9 @@ MAX_SEGMENTS = 64
 FILES_RESERVED = 64
 # Answers up to this size are sent in one write; bigger ones (large static files) stream.
 ONE_PIECE = 256 * 1024
+
+# The environ key where the guard notes which handler answered (metrics.route_of).
+ROUTE = 'landing.route'
 
 # On every answer, errors included; nothing here names a version.
 RESPONSE_HEADERS = (
@@ -345,7 +354,13 @@ def tidy(environ):
 
 
 class Guard:
-    """WSGI layer around the CherryPy app: refusals, mends, security headers, one-piece answers."""
+    """WSGI layer around the CherryPy app: refusals, mends, security headers, one-piece answers.
+
+    With `metrics` (a metrics.RequestMetrics, set in each worker) it also counts and times
+    every request, refusals included.
+    """
+
+    metrics = None
 
     def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size']):
         self.app = app
@@ -363,9 +378,28 @@ class Guard:
         return headers
 
     def __call__(self, environ, start_response):
-        """Answer one request: refuse it, or mend it and pass it to the app."""
+        """Answer one request, counted and timed when metrics are on."""
+        if self.metrics is None:
+            return self.answer(environ, start_response)
+        started = self.metrics.started()
+        statuses = []
+
+        def start(status, headers, exc_info=None):
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.answer(environ, start)
+        finally:
+            status = int(statuses[-1][:3]) if statuses else 500
+            self.metrics.finished(started, environ.get('REQUEST_METHOD', ''),
+                                  environ.get(ROUTE, 'error'), status)
+
+    def answer(self, environ, start_response):
+        """Refuse the request, or mend it and pass it to the app; return the body."""
         refused = refusal(environ, self.max_body)
         if refused:
+            environ[ROUTE] = 'refused'
             status, _ = refused
             body = error_page(status, '', '', '').encode()
             start_response(status, self.headers([
@@ -380,6 +414,8 @@ class Guard:
             return start_response(status, self.headers(headers), exc_info)
 
         answer = self.app(environ, start)
+        # Which handler answered, for the metrics: CherryPy forgets once the answer closes.
+        environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
         length = sized[-1] if sized else None
         if length is None or not length.isdigit() or int(length) > ONE_PIECE:
             return answer
@@ -440,10 +476,29 @@ GRANIAN_LOGGING = {
 
 
 class Server(MPServer):
-    """granian's process supervisor, serving `app` in its workers, draining before it stops."""
+    """granian's process supervisor, serving `app` in its workers, draining before it stops.
+
+    With metrics on it also serves /metrics (metrics.py) once the workers are started.
+    """
 
     app = None
     drain_seconds = 0
+    metrics = None  # (host, port, multiprocess folder, threads per worker) when on
+
+    def startup(self, spawn_target, target_loader):
+        """Start as granian does, then serve /metrics from this process."""
+        super().startup(spawn_target, target_loader)
+        if self.metrics:
+            host, port, folder, _ = self.metrics
+            metrics.serve(host, port, folder, self.metrics_port)
+
+    def shutdown(self, exit_code=0):
+        """Stop as granian does, then remove the metrics' multiprocess folder."""
+        try:
+            super().shutdown(exit_code)
+        finally:
+            if self.metrics:
+                metrics.remove_directory(self.metrics[2])
 
     def load_app(self, _target):
         """Start CherryPy's engine in a worker process just forked, and return the app.
@@ -452,6 +507,8 @@ class Server(MPServer):
         granian's handle the worker's signals, once it installs them after this returns.
         """
         hand_over_early_signals()
+        if self.metrics:
+            self.app.metrics = metrics.RequestMetrics(self.metrics[3])
         cherrypy.engine.start()
         # granian returns from the worker once in-flight requests are answered; the process
         # then ends through multiprocessing's exit path, which runs its finalizers but not
@@ -550,6 +607,13 @@ def bindable_address(host, port):
     return address[0]
 
 
+def free_loopback_port():
+    """Return a TCP port on 127.0.0.1 that nothing listens on now (for granian's exporter)."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
 def configure(environ):
     """Apply DEFAULTS and environment overrides to CherryPy and return the settings."""
     settings = settings_from(environ)
@@ -604,9 +668,17 @@ def build_server(settings, app):
         reload_paths=[Path(settings['server.app_dir'])],
         reload_ignore_dirs=RELOAD_IGNORED,
         reload_tick=100,
+        # granian's own figures, read by metrics.py on loopback and passed on with ours.
+        metrics_enabled=bool(settings['server.metrics_port']) and not settings['server.reload'],
+        metrics_address='127.0.0.1',
+        metrics_port=free_loopback_port(),
+        metrics_scrape_interval=1,
     )
     server.app = app
     server.drain_seconds = settings['server.drain_seconds']
+    if settings['server.metrics_port'] and not settings['server.reload']:
+        server.metrics = (settings['server.bind_address'], settings['server.metrics_port'],
+                          metrics.prepare_directory(), settings['server.thread_pool'])
     return server
 
 
@@ -631,6 +703,8 @@ def serve(root, config_path, environ=os.environ):
         settings = configure(environ)
         settings['server.bind_address'] = bindable_address(
             settings['server.socket_host'], settings['server.socket_port'])
+        if settings['server.metrics_port']:
+            bindable_address(settings['server.socket_host'], settings['server.metrics_port'])
     except ConfigError as error:
         sys.exit(f'landing: {error}')
     raise_open_files_limit()

@@ -33,7 +33,7 @@ HEALTHY_DEADLINE = 10
 STOP_DEADLINE = 3
 SUITE_TIMEOUT = 600
 HARDENED = ('--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges')
-RUNTIME_FILES = ['healthcheck.py', 'landing.py', 'prod.conf', 'server.py', 'static']
+RUNTIME_FILES = ['healthcheck.py', 'landing.py', 'metrics.py', 'prod.conf', 'server.py', 'static']
 
 
 @pytest.fixture(scope='session')
@@ -83,12 +83,12 @@ def test_image_adds_at_most_80_mb_to_its_base(images):
 
 
 def test_image_runs_python_landing_py_as_uid_10001_on_port_80_with_a_healthcheck(images):
-    """Exec-form CMD, non-root UID 10001, EXPOSE 80, HEALTHCHECK probing with healthcheck.py."""
+    """Exec-form CMD, non-root UID 10001, EXPOSE 80 and 9464, HEALTHCHECK with healthcheck.py."""
     config = image_config(images.runtime)
     assert config['User'].split(':')[0] == '10001'
     assert config['Cmd'] == ['python', 'landing.py']
     assert not config.get('Entrypoint')
-    assert list(config['ExposedPorts']) == ['80/tcp']
+    assert sorted(config['ExposedPorts']) == ['80/tcp', '9464/tcp']
     assert config['Healthcheck']['Test'] == ['CMD', 'python', 'healthcheck.py']
     assert {'PYTHONUNBUFFERED=1', 'PYTHONDONTWRITEBYTECODE=1'} <= set(config['Env'])
 

@@ -298,9 +298,8 @@ def test_probe_gets_the_health_check_on_the_app_port(kind):
 
 
 def test_container_port_is_the_port_the_app_binds():
-    """The declared container port is the port landing.py listens on with the pod's env."""
-    port, = container()['ports']
-    assert port['containerPort'] == app_settings()['server.socket_port']
+    """The container port named http is the port landing.py listens on with the pod's env."""
+    assert named_port('http') == app_settings()['server.socket_port']
 
 
 def test_probe_path_answers_200_on_the_real_app(app_port):
@@ -374,11 +373,27 @@ def test_non_root_process_may_bind_the_container_port():
     assert start <= container()['ports'][0]['containerPort']
 
 
-def test_image_exposes_the_container_port():
-    """The Dockerfile's EXPOSE is the port the Deployment declares."""
-    exposed = [arguments.split('/')[0] for keyword, arguments in dockerfile_final_stage()
-               if keyword == 'EXPOSE']
-    assert [str(container()['ports'][0]['containerPort'])] == exposed
+def test_image_exposes_the_container_ports():
+    """The Dockerfile's EXPOSE names the ports the Deployment declares: the site and metrics."""
+    exposed = [port.split('/')[0] for keyword, arguments in dockerfile_final_stage()
+               if keyword == 'EXPOSE' for port in arguments.split()]
+    assert [str(port['containerPort']) for port in container()['ports']] == exposed
+
+
+def test_scrape_annotations_name_the_apps_metrics_port_and_path():
+    """prometheus.io/port and /path are where the app serves metrics with the pod's env."""
+    annotations = only('Deployment')['spec']['template']['metadata']['annotations']
+    assert annotations['prometheus.io/scrape'] == 'true'
+    assert annotations['prometheus.io/path'] == '/metrics'
+    metrics_port = named_port('metrics')
+    assert int(annotations['prometheus.io/port']) == metrics_port
+    assert app_settings()['server.metrics_port'] == metrics_port
+
+
+def test_the_service_publishes_the_site_not_the_metrics():
+    """Clients reach port 80 through the Service; the metrics port stays pod-only."""
+    targets = [port['targetPort'] for port in only('Service')['spec']['ports']]
+    assert targets == ['http']
 
 
 # Each docker run flag the image test runs the image with, and the container setting that

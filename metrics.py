@@ -1,0 +1,200 @@
+"""Prometheus metrics for the landing app, on a port of its own (METRICS_PORT; 0 turns them off).
+
+One scrape target per container, served by the supervisor process, holding:
+- landing_http_requests_total{method, route, status} and
+  landing_http_request_duration_seconds{route}: counted by the guard in every worker. The
+  route is the handler (`Landing.index`, `static`, `unmatched`, `refused`), never the raw
+  path, so query strings and random 404 paths cannot explode the label set.
+- landing_threads_busy / landing_threads_total: Python threads holding a request, and the
+  pool (THREADS x WORKERS); landing_http_requests_in_flight adds the requests granian holds
+  waiting for a thread (granian_blocking_queue): the saturation signal.
+- granian's own figures (connections, threads, queue, busy time, respawns), read from its
+  exporter on loopback and passed through: measured once, by the server that has them.
+- process_* for the supervisor and each worker, labelled by process.
+Workers are separate processes, so their figures go through prometheus_client's
+multiprocess mode: files in a folder under /dev/shm (a tmpfs even in a read-only container).
+"""
+import glob
+import os
+import re
+import shutil
+import tempfile
+import time
+import urllib.request
+
+MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
+# Latency of a landing page: from a cached answer (1 ms) to a stuck upstream (5 s).
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
+GRANIAN_TIMEOUT = 2
+
+
+def prepare_directory(environ=os.environ):
+    """Point prometheus_client's multiprocess mode at a fresh folder; return its path.
+
+    Must run before prometheus_client is imported: it picks its storage at import.
+    """
+    # /dev/shm: a tmpfs even in a read-only container; the folder is ours alone (our PID).
+    shm = '/dev/shm'  # noqa: S108
+    parent = shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
+    folder = os.path.join(parent, f'landing-metrics-{os.getpid()}')
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    environ[MULTIPROC_ENV] = folder
+    return folder
+
+
+def remove_directory(folder):
+    """Remove the multiprocess folder at exit: it holds nothing worth keeping."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class RequestMetrics:
+    """The figures one worker process records per request, written to the shared folder."""
+
+    def __init__(self, threads, registry=None):
+        from prometheus_client import Counter, Gauge, Histogram
+
+        kwargs = {} if registry is None else {'registry': registry}
+        self.requests = Counter(
+            'landing_http_requests', 'Requests answered, by method, route and status class.',
+            ['method', 'route', 'status'], **kwargs)
+        self.duration = Histogram(
+            'landing_http_request_duration_seconds',
+            'Time from the request reaching a thread to its answer being ready, by route.',
+            ['route'], buckets=BUCKETS, **kwargs)
+        self.busy = Gauge('landing_threads_busy', 'Python threads holding a request.',
+                          multiprocess_mode='livesum', **kwargs)
+        self.total = Gauge('landing_threads_total', 'Python threads in the pools (THREADS).',
+                           multiprocess_mode='livesum', **kwargs)
+        self.total.set(threads)
+
+    def started(self):
+        """Note a request taking a thread; return when it started."""
+        self.busy.inc()
+        return time.perf_counter()
+
+    def finished(self, started, method, route, status):
+        """Note a request answered: its method, route, status code and duration."""
+        self.busy.dec()
+        method = method if method in METHODS else 'other'
+        self.requests.labels(method, route, f'{status // 100}xx').inc()
+        self.duration.labels(route).observe(time.perf_counter() - started)
+
+
+def route_of(request):
+    """Return the route label for a CherryPy request: its handler, 'static' or 'unmatched'."""
+    handler = getattr(request, 'handler', None)
+    handler = getattr(handler, 'oldhandler', handler)  # tools.encode wraps the page handler
+    callable_ = getattr(handler, 'callable', None)
+    if callable_ is not None:
+        return getattr(callable_, '__qualname__', 'handler')
+    if handler is None and request.config.get('tools.staticdir.on') or request.config.get(
+            'tools.staticfile.on'):
+        return 'static'
+    return 'unmatched'
+
+
+_CHILDREN = '/proc/{pid}/task/{pid}/children'
+_LIVE_FILE = re.compile(r'gauge_live\w+_(\d+)\.db$')
+
+
+def child_pids(pid):
+    """Return the PIDs of `pid`'s child processes (granian's workers), from /proc."""
+    try:
+        with open(_CHILDREN.format(pid=pid)) as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
+
+
+class ProcessTree:
+    """process_* figures for the supervisor and each worker, labelled by process."""
+
+    def __init__(self, pid=None):
+        self.pid = pid or os.getpid()
+
+    def collect(self):
+        """Yield prometheus_client's process metrics for every process of the server."""
+        from prometheus_client import ProcessCollector
+        from prometheus_client.core import Metric
+
+        merged = {}
+        names = [(self.pid, 'supervisor')] + [
+            (child, f'worker-{index}') for index, child in enumerate(child_pids(self.pid), 1)]
+        for pid, name in names:
+            for family in ProcessCollector(pid=lambda pid=pid: pid, registry=None).collect():
+                into = merged.setdefault(family.name, Metric(
+                    family.name, family.documentation, family.type))
+                for sample in family.samples:
+                    into.add_sample(sample.name, {**sample.labels, 'process': name}, sample.value)
+        yield from merged.values()
+
+
+class Granian:
+    """granian's exporter, read on loopback at each scrape, plus the in-flight figure."""
+
+    def __init__(self, port, busy_source):
+        self.url = f'http://127.0.0.1:{port}/metrics'
+        self.busy_source = busy_source
+
+    def collect(self):
+        """Yield granian's families and landing_http_requests_in_flight (busy + queued)."""
+        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.parser import text_string_to_metric_families
+
+        queued = 0.0
+        try:
+            with urllib.request.urlopen(self.url, timeout=GRANIAN_TIMEOUT) as answer:  # noqa: S310
+                text = answer.read().decode()
+        except OSError:
+            text = ''  # granian's exporter starts after the workers: nothing to add yet
+        for family in text_string_to_metric_families(text):
+            if family.name == 'granian_blocking_queue':
+                queued = sum(sample.value for sample in family.samples)
+            yield family
+        in_flight = GaugeMetricFamily(
+            'landing_http_requests_in_flight',
+            'Requests being answered or waiting for a thread (busy threads + granian queue).')
+        in_flight.add_metric([], self.busy_source() + queued)
+        yield in_flight
+
+
+class MultiProcess:
+    """The workers' figures from the multiprocess folder, forgetting workers that are gone."""
+
+    def __init__(self, folder):
+        from prometheus_client import multiprocess
+        from prometheus_client.registry import CollectorRegistry
+
+        self.folder = folder
+        self.multiprocess = multiprocess
+        self.registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(self.registry, path=folder)
+
+    def collect(self):
+        """Yield the workers' metric families."""
+        for path in glob.glob(os.path.join(self.folder, 'gauge_live*.db')):
+            pid = int(_LIVE_FILE.search(path).group(1))
+            if not os.path.exists(f'/proc/{pid}'):
+                self.multiprocess.mark_process_dead(pid, self.folder)
+        yield from self.registry.collect()
+
+    def busy(self):
+        """Return the busy threads summed over the workers."""
+        return sum(sample.value for family in self.registry.collect()
+                   if family.name == 'landing_threads_busy' for sample in family.samples)
+
+
+def serve(host, port, folder, granian_port):
+    """Serve /metrics on host:port from this (the supervisor) process; return the server."""
+    from prometheus_client import start_http_server
+    from prometheus_client.registry import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    workers = MultiProcess(folder)
+    registry.register(workers)
+    registry.register(ProcessTree())
+    registry.register(Granian(granian_port, workers.busy))
+    server, _ = start_http_server(port, host, registry=registry)
+    return server
