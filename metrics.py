@@ -89,8 +89,8 @@ def route_of(request):
     callable_ = getattr(handler, 'callable', None)
     if callable_ is not None:
         return getattr(callable_, '__qualname__', 'handler')
-    if handler is None and request.config.get('tools.staticdir.on') or request.config.get(
-            'tools.staticfile.on'):
+    config = getattr(request, 'config', None) or {}
+    if handler is None and (config.get('tools.staticdir.on') or config.get('tools.staticfile.on')):
         return 'static'
     return 'unmatched'
 

@@ -77,7 +77,7 @@ DEFAULTS = {
     # Access-log lines: Apache's Combined Log Format, or one JSON object each (LOG_FORMAT).
     'server.log_format': 'combined',
     # RELOAD=1: restart the workers when a file of the app changes (development only).
-    'server.reload': False,
+    'server.reload': 0,
     # Prometheus metrics on a port of their own, never the public one (metrics.py); 0: off.
     # 9464 is the customary port of a Prometheus exporter beside an app (OpenTelemetry's).
     'server.metrics_port': 9464,

@@ -19,6 +19,9 @@ import server  # noqa: E402
 
 START_DEADLINE = 15
 
+# What the image ships of the app (the Dockerfile's runtime COPY lines), for tests that copy it.
+APP_FILES = ('landing.py', 'server.py', 'metrics.py', 'healthcheck.py', 'prod.conf', 'static')
+
 # The seed's settings, as landing.py's cherrypy.config.update states them.
 SEED = {
     'server.socket_host': '0.0.0.0',
@@ -68,8 +71,11 @@ class ServerProcess:
         self.port = port or free_port()
         self.stdout_path = workdir / 'stdout.log'
         self.stderr_path = workdir / 'stderr.log'
-        environment = dict(os.environ, HOST='127.0.0.1', PORT=str(self.port))
+        # Metrics on a free port of their own: many servers run side by side here.
+        environment = dict(os.environ, HOST='127.0.0.1', PORT=str(self.port),
+                           METRICS_PORT=str(free_port()))
         environment.update(env or {})
+        self.metrics_port = int(environment['METRICS_PORT'])
         with open(self.stdout_path, 'wb') as out, open(self.stderr_path, 'wb') as err:
             # Started from workdir, not the repo: the app must find its files itself.
             self.proc = subprocess.Popen(

@@ -166,3 +166,30 @@ def test_an_unknown_log_format_is_refused_naming_the_variable():
     """LOG_FORMAT=xml: ConfigError naming LOG_FORMAT and the formats it takes."""
     with pytest.raises(server.ConfigError, match="^LOG_FORMAT must be one of combined, json"):
         server.settings_from({'LOG_FORMAT': 'xml'}, {})
+
+
+def test_json_line_from_the_current_request(serving, monkeypatch):
+    """The JSON line names the request's own figures, as a log collector would index them."""
+    request, response = serving
+    request.method, request.path_info, request.query_string = 'GET', '/x', 'a=1'
+    request.protocol = (1, 0)
+    request.headers = httputil.HeaderMap({'User-Agent': 'curl/8', 'Referer': 'https://r/'})
+    response.output_status = b'200 OK'
+    response.headers['Content-Length'] = '12'
+    monkeypatch.setattr(server.AccessLog, 'json', True)
+    [line] = log_line(server.AccessLog, 'json')
+    record = json.loads(line)
+    assert {key: record[key] for key in ('method', 'path', 'query', 'protocol', 'status', 'bytes',
+                                         'user_agent', 'referer', 'remote_addr')} == {
+        'method': 'GET', 'path': '/x', 'query': 'a=1', 'protocol': 'HTTP/1.0', 'status': 200,
+        'bytes': 12, 'user_agent': 'curl/8', 'referer': 'https://r/', 'remote_addr': '127.0.0.1'}
+
+
+def test_a_failing_json_line_is_logged_as_an_error_not_raised(serving, monkeypatch):
+    """If the JSON line cannot be built, the error goes to the error log, as for Combined."""
+    monkeypatch.setattr(server.AccessLog, 'json', True)
+    monkeypatch.setattr(server.json, 'dumps', lambda *args, **kwargs: 1 / 0)
+    errors = []
+    monkeypatch.setattr(server.AccessLog, '__call__', lambda self, **kw: errors.append(kw))
+    server.AccessLog('broken-json', 'test-access-log').access()
+    assert errors == [{'traceback': True}]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -36,13 +37,24 @@ def visit_all(port, paths):
 def test_sigterm_answers_every_request_received_before_it(start_server):
     """20 requests on 10 threads (10 running, 10 queued), then SIGTERM: 20 answers, exit 0."""
     server = start_server(env={'THREADS': '10'}, script=SLOW_APP).wait_ready()
-    threads, answers = visit_all(server.port, ['/slow?seconds=1'] * 20)
+    threads, answers = visit_all(server.port, ['/slow?seconds=2'] * 20)
     wait_until(lambda: server.stderr().count('slow request started') >= 10,
                what='every thread busy')
+    # Received: all 20 connections accepted by the server, not still in the kernel's backlog.
+    wait_until(lambda: connections_active(server.metrics_port) == 20, what='20 connections')
     assert server.stop(timeout=15) == 0
     for thread in threads:
         thread.join(timeout=20)
     assert answers == {index: (200, b'done') for index in range(20)}
+
+
+def connections_active(metrics_port):
+    """Return granian's count of open connections, from the app's /metrics."""
+    url = f'http://127.0.0.1:{metrics_port}/metrics'
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith('granian_connections_active{'))
 
 
 def test_sigterm_stops_within_the_shutdown_timeout_when_a_request_hangs(start_server):
@@ -107,7 +119,8 @@ def run_app(env, timeout=10):
     """Run `python landing.py` to its end with `env` added; return (process result, seconds)."""
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'landing.py')], env=dict(os.environ, **env),
+        [sys.executable, os.path.join(ROOT, 'landing.py')],
+        env=dict(os.environ, METRICS_PORT='0', **env),
         capture_output=True, text=True, timeout=timeout)
     return done, time.monotonic() - started
 

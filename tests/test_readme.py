@@ -21,17 +21,16 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ROOT, ServerProcess, request, wait_until
 
 import landing
 import server
+from conftest import APP_FILES, ROOT, ServerProcess, request, wait_until
 
 README = os.path.join(ROOT, 'README.md')
 DOCS = sorted(glob.glob(os.path.join(ROOT, 'docs', '*.md')))
 SCREENSHOT = os.path.join(ROOT, 'docs', 'landing.png')
 
 # What the runtime image holds (the Dockerfile's COPY lines), and what the README's tests need.
-APP_FILES = ('landing.py', 'server.py', 'healthcheck.py', 'prod.conf', 'static')
 TEST_FILES = ('pyproject.toml', 'tests/conftest.py', 'tests/test_landing.py',
               'tests/test_static.py')
 
@@ -409,7 +408,7 @@ def test_configuration_table_lists_exactly_the_variables_server_py_reads():
     """The table's variables are the ones settings_from() looks up in the environment."""
     environ = NamesAskedFor()
     server.settings_from(environ, seed={})
-    assert environ.asked == {'HOST', *server.WHOLE_NUMBER_VARIABLES}
+    assert environ.asked == {'HOST', 'LOG_FORMAT', *server.WHOLE_NUMBER_VARIABLES}
     assert set(configuration_table()) == environ.asked
 
 
@@ -417,6 +416,13 @@ def test_configuration_table_gives_host_and_its_default(fresh_defaults):
     """HOST defaults to the host landing.py seeds."""
     default, _ = configuration_table()['HOST']
     assert default == fresh_defaults['server.socket_host']
+
+
+def test_configuration_table_gives_log_format_its_default_and_choices(fresh_defaults):
+    """LOG_FORMAT defaults to combined and accepts the formats server.py knows."""
+    default, accepts = configuration_table()['LOG_FORMAT']
+    assert default == fresh_defaults['server.log_format']
+    assert accepts == ', '.join(f'`{name}`' for name in server.LOG_FORMATS)
 
 
 @pytest.mark.parametrize('name', sorted(server.WHOLE_NUMBER_VARIABLES))
