@@ -62,14 +62,16 @@ class Server:
 
     def start(self):
         """Start on a free port; return seconds until GET / first answers 200."""
-        with socket.socket() as sock:
+        with socket.socket() as sock, socket.socket() as metrics_sock:
             sock.bind((HOST, 0))
-            port = str(sock.getsockname()[1])
-        self.port = int(port)
+            metrics_sock.bind((HOST, 0))  # the app's METRICS_PORT: variants run side by side
+            port, metrics_port = str(sock.getsockname()[1]), str(metrics_sock.getsockname()[1])
+        self.port, self.metrics_port = int(port), int(metrics_port)
         if self.conf:
             with open(self.conf[0], 'w') as file:
                 file.write(self.conf[1].replace('{port}', port))
-        env = {**os.environ, **{key: v.replace('{port}', port) for key, v in self.env.items()}}
+        env = {**os.environ, **{key: v.replace('{port}', port).replace(
+            '{metrics_port}', metrics_port) for key, v in self.env.items()}}
         argv = ['taskset', '-c', str(self.core), *(a.replace('{port}', port) for a in self.argv)]
         started = time.monotonic()
         with open(self.out, 'ab') as out, open(self.err, 'ab') as err:
@@ -162,7 +164,8 @@ def make_servers(args, tmp, www):
     servers = {}
     for name in args.servers:
         if name in apps:
-            env = {'HOST': HOST, 'PORT': '{port}', 'PYTHONUNBUFFERED': '1', **apps[name][1]}
+            env = {'HOST': HOST, 'PORT': '{port}', 'METRICS_PORT': '{metrics_port}',
+                   'PYTHONUNBUFFERED': '1', **apps[name][1]}
             servers[name] = Server(name, [py, 'landing.py'], tmp, core, env, cwd=apps[name][0])
         else:
             servers[name] = Server(name, peers[name], tmp, core, {'BENCH_WWW': www}, conf=(

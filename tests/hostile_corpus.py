@@ -411,7 +411,9 @@ class AppProcess:
         self.port = port or free_port()
         self.stdout_path = os.path.join(self.workdir, 'stdout.log')
         self.stderr_path = os.path.join(self.workdir, 'stderr.log')
-        environment = dict(os.environ, HOST='127.0.0.1', PORT=str(self.port), THREADS='10')
+        # Metrics (where the app has them) on a port of their own: servers run side by side.
+        environment = dict(os.environ, HOST='127.0.0.1', PORT=str(self.port), THREADS='10',
+                           METRICS_PORT=str(free_port()))
         environment.update(env or {})
         limit = None
         if nofile:
