@@ -441,3 +441,14 @@ def test_readme_shows_a_small_png_screenshot_of_the_page():
     with open(SCREENSHOT, 'rb') as handle:
         assert handle.read(8) == b'\x89PNG\r\n\x1a\n'
     assert os.path.getsize(SCREENSHOT) < 100 * 1024
+
+
+def test_every_relative_link_in_the_readme_and_docs_leads_to_a_file():
+    """Links between README.md, docs/ and the repository's files all resolve."""
+    pages = [README, *glob.glob(os.path.join(ROOT, 'docs', '*.md'))]
+    for page in pages:
+        for target in re.findall(r'\]\(([^)#\s]+)(?:#[^)]*)?\)', read(page)):
+            if '://' in target or target.startswith('mailto:'):
+                continue
+            path = os.path.normpath(os.path.join(os.path.dirname(page), target))
+            assert os.path.exists(path), f'{os.path.relpath(page, ROOT)} links to {target}'
