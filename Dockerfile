@@ -1,9 +1,11 @@
 # The landing page as one image: a build stage makes the venv, the runtime stage carries only
 # the venv and the app, run by a non-root user.
 #   docker build --network host -t landing .                      the runtime image (default)
-#   docker build --network host --target test -t landing-tests .  its venv and user + the suite
-#   docker run --rm --network none landing-tests                  the fast tests, in the image
+#   docker build --network host --target test -t landing-tests .  its venv and user + the contract tests
+#   docker run --rm --network none landing-tests                  the contract tests, in the image
 # Classic-builder syntax only (no RUN --mount, no heredocs): not every engine has BuildKit.
+# The classic builder builds every stage above its --target: the runtime stages come first,
+# so `--target runtime` (./run.sh --no-tests, --dev) builds none of the test tools.
 
 # Any Debian-like image with python3 and its venv module; CI passes a locally built stand-in.
 ARG PYTHON_IMAGE=python:3.13-slim
@@ -43,24 +45,35 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
 # Exec form: the server is PID 1 and receives docker stop's SIGTERM itself.
 CMD ["python", "landing.py"]
 
-# The test tools join a copy of the build venv in a stage of their own.
+# The test tools join a copy of the build venv in a stage of their own: pytest and coverage
+# with their pins from requirements-dev.txt, none of its lint or browser tools.
 FROM build AS test-tools
 COPY requirements-dev.txt /tmp/requirements-dev.txt
-RUN /opt/venv/bin/python -m ensurepip --default-pip >/dev/null \
- && /opt/venv/bin/python -m pip install -r /tmp/requirements-dev.txt \
- && /opt/venv/bin/python -m pip check
+RUN grep -E '^(pytest|iniconfig|packaging|pluggy|Pygments|coverage)==' \
+      /tmp/requirements-dev.txt >/tmp/requirements-test.txt \
+ && /opt/venv/bin/python -m ensurepip --default-pip >/dev/null \
+ && /opt/venv/bin/python -m pip install --no-deps -r /tmp/requirements-test.txt \
+ && /opt/venv/bin/python -m pip check \
+ && /opt/venv/bin/python -m pip uninstall --yes --quiet pip
 
-# The runtime's Python, venv and user, plus the test tools and the whole checkout: the suite
-# proves what it proves for the packages and user the runtime image ships. (The venv copied
-# in adds the tools; its runtime packages are the same files, from the same build stage.)
+# The runtime's Python, venv and user, plus the test tools and the contract tests: what a page,
+# its health check, its static files, its headers, the guard and the settings promise, proved
+# for the packages and user the runtime image ships, in about 5 s. The slow, browser and
+# Kubernetes tests, and everything else, run on the host (./test.sh, CI).
 FROM runtime-base AS test
 COPY --from=test-tools /opt/venv /opt/venv
-COPY . .
-# The suite writes coverage data and pytest's cache next to the code.
-RUN chown 10001:10001 /app
+# The app stays root-owned and read-only, as in the runtime: coverage writes to /tmp, and
+# pytest keeps no cache.
+ENV COVERAGE_FILE=/tmp/.coverage PYTEST_ADDOPTS="-p no:cacheprovider"
+COPY pyproject.toml test.sh ./
+COPY tests/conftest.py tests/rawhttp.py tests/slow_landing.py tests/test_landing.py \
+     tests/test_healthcheck.py tests/test_static.py tests/test_headers.py tests/test_guard.py \
+     tests/test_config.py tests/
+# The app last: an edit to it rebuilds only these two small layers.
+COPY landing.py server.py healthcheck.py prod.conf ./
+COPY static/ static/
 USER 10001:10001
-# The fast contract tests: the slow, browser and Kubernetes ones run on the host (CI).
-CMD ["./test.sh", "-m", "not slow"]
+CMD ["./test.sh", "-q", "-m", "not slow"]
 
 # Last stage = default target: a plain `docker build .` gives the runtime image.
 FROM runtime
