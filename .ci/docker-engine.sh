@@ -114,3 +114,18 @@ build_base_image() {
   # shellcheck disable=SC2034  # for the caller: export PYTHON_IMAGE="$BASE_IMAGE"
   BASE_IMAGE="$BASE_IMAGE_TAG"
 }
+
+# Run as a script (not sourced), for developers and run.sh's hints:
+#   bash .ci/docker-engine.sh start       start dockerd (as above) and leave it running
+#   bash .ci/docker-engine.sh base-image  build landing-base:trixie unless the engine has it
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
+  case "${1:-}" in
+    start) start_docker_engine ;;
+    base-image)
+      build_base_image
+      echo "docker-engine: use it with PYTHON_IMAGE=$BASE_IMAGE" >&2
+      ;;
+    *) sed -n '/^# Run as a script/,/^#   bash .ci.*base-image/p' "$0" >&2; exit 2 ;;
+  esac
+fi
