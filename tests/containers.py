@@ -22,7 +22,7 @@ BUILD_TIMEOUT = 1200
 PROBE = """
 import base64, http.client, json, sys
 method, path, headers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-conn = http.client.HTTPConnection('127.0.0.1', 80, timeout=5)
+conn = http.client.HTTPConnection('127.0.0.1', int(sys.argv[4]), timeout=5)
 conn.request(method, path, headers=headers)
 answer = conn.getresponse()
 print(json.dumps({'status': answer.status,
@@ -95,11 +95,20 @@ def image_config(image):
     return json.loads(docker('image', 'inspect', '--format', '{{json .Config}}', image).stdout)
 
 
-class Container:
-    """One container started by Containers, probed from inside through `docker exec`."""
+def has_bridge_network():
+    """Tell whether the engine has its default bridge (one started with --bridge=none has not).
 
-    def __init__(self, name):
+    Without it no port can be published: run.sh then puts its container on the host's network.
+    """
+    return docker('network', 'inspect', 'bridge', check=False).returncode == 0
+
+
+class Container:
+    """One container, probed from inside through `docker exec` on its own loopback at `port`."""
+
+    def __init__(self, name, port=80):
         self.name = name
+        self.port = port
         self.started_at = time.monotonic()
 
     def state(self):
@@ -125,7 +134,8 @@ class Container:
     def http(self, method, path, headers=None):
         """Send one request to the container's own loopback; return (status, headers, body)."""
         answer = json.loads(
-            self.exec('python', '-c', PROBE, method, path, json.dumps(headers or {})).stdout)
+            self.exec('python', '-c', PROBE, method, path, json.dumps(headers or {}),
+                      str(self.port)).stdout)
         return answer['status'], answer['headers'], base64.b64decode(answer['body'])
 
     def logs(self):

@@ -1,8 +1,8 @@
-"""run.sh: usage, the order of its Docker steps, the local fallback, and one real run.
+"""run.sh: usage, its Docker steps in order, what it says when something is missing, --dev.
 
-Most tests put a stand-in `docker` first on PATH that records its calls, so they run anywhere
-in a second; the last one runs run.sh against the real engine the way CI can (no TTY),
-and skips without an engine unless REQUIRE_DOCKER=1.
+Most tests put a stand-in `docker` first on PATH that records its calls and answers as the
+test sets it up, so they run anywhere in a second; the last ones run run.sh against the real
+engine the way CI can (no TTY), and skip without an engine unless REQUIRE_DOCKER=1.
 """
 import hashlib
 import os
@@ -12,34 +12,65 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
 
 from conftest import ROOT, free_port, request, wait_until
-from containers import Container, docker, require_base_image, require_engine
+from containers import (
+    Container,
+    docker,
+    has_bridge_network,
+    require_base_image,
+    require_engine,
+)
 
 RUN_SH = os.path.join(ROOT, 'run.sh')
-USAGE = 'usage: ./run.sh [--local] [-h]'
+USAGE = 'usage: ./run.sh [--local] [--dev] [--no-tests] [-h]'
+LABEL = 'org.landing.run-sh=1'
+HARDENED = ['--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges']
+TEST_ID = 'sha256:' + 'ab' * 32
 HEALTHY_DEADLINE = 10
-# Cached build, the whole suite inside the image, then the start: minutes on 2 cores.
-SERVING_DEADLINE = 1200
+# A cold build, the contract tests inside the image, then the start: about 30 s here.
+SERVING_DEADLINE = 600
+# The issue's targets: a warm re-run serves within 15 s, an edit is live within ~2 s.
+WARM_DEADLINE = 15
+LIVE_DEADLINE = 5
+# Runs inside a container: print the page at the URL given.
+READ_PAGE = ('import sys, urllib.request; '
+             'print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())')
 
-FAKE_DOCKER = """#!/usr/bin/env bash
+FAKE_DOCKER = r"""#!/usr/bin/env bash
 # Stand-in for the docker CLI: records each call, answers as the test configured it.
 printf '%q ' "$@" >>"$FAKE_DOCKER_CALLS"; echo >>"$FAKE_DOCKER_CALLS"
-case "$1" in
-  info) exit "${FAKE_DOCKER_INFO:-0}" ;;
-  run) [[ " $* " == *" --network none "* ]] && exit "${FAKE_DOCKER_SUITE:-0}" ;;
+case "$1 ${2:-}" in
+  "info "*) exit "${FAKE_DOCKER_INFO:-0}" ;;
+  "image inspect")
+    # With --format: the test image's ID; without: whether the base image is local.
+    if [[ "$3" == --format ]]; then echo "${FAKE_DOCKER_TEST_ID}"; exit 0; fi
+    exit "${FAKE_DOCKER_BASE:-0}" ;;
+  "pull "*) exit "${FAKE_DOCKER_PULL:-1}" ;;
+  "network inspect") exit "${FAKE_DOCKER_BRIDGE:-0}" ;;
+  "container inspect")
+    # FAKE_DOCKER_CONTAINERS="name=label-value ...": the containers that exist, and their label.
+    for entry in ${FAKE_DOCKER_CONTAINERS:-}; do
+      if [[ "${entry%%=*}" == "${*: -1}" ]]; then echo "${entry#*=}"; exit 0; fi
+    done
+    exit 1 ;;
+  "run "*) [[ " $* " == *" --network none "* ]] && exit "${FAKE_DOCKER_SUITE:-0}" ;;
 esac
 exit 0
 """
+# What run.sh reads from the environment: a test sets each one it needs, never inherits it.
+RUN_SH_VARIABLES = ('PORT', 'PYTHON_IMAGE', 'LANDING_IMAGE', 'LANDING_CONTAINER', 'IMAGE',
+                    'CONTAINER_NAME', 'XDG_CACHE_HOME')
 
 
 def script_env(**overrides):
-    """Return os.environ without coverage's subprocess hook, plus `overrides`."""
+    """Return os.environ without coverage's subprocess hook and run.sh's variables, + overrides."""
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith('COVERAGE_PROCESS')}
+           if not key.startswith('COVERAGE_PROCESS') and key not in RUN_SH_VARIABLES}
     env.update(overrides)
     return env
 
@@ -50,19 +81,27 @@ class FakeDocker:
     def __init__(self, folder):
         self.bin = folder / 'bin'
         self.bin.mkdir()
+        self.cache = folder / 'cache'
         self.calls_path = folder / 'docker-calls'
         self.calls_path.touch()
         (self.bin / 'docker').write_text(FAKE_DOCKER)
         (self.bin / 'docker').chmod(0o755)
 
     def env(self, **overrides):
-        """Return an environment in which `docker` is this stand-in."""
-        return script_env(PATH=f"{self.bin}{os.pathsep}{os.environ['PATH']}",
-                          FAKE_DOCKER_CALLS=str(self.calls_path), **overrides)
+        """Return an environment in which `docker` is this stand-in (and the cache is private)."""
+        return script_env(**{'PATH': f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+                             'FAKE_DOCKER_CALLS': str(self.calls_path),
+                             'FAKE_DOCKER_TEST_ID': TEST_ID, 'XDG_CACHE_HOME': str(self.cache),
+                             **overrides})
 
-    def calls(self):
-        """Return the recorded calls, each as its list of arguments."""
-        return [shlex.split(line) for line in self.calls_path.read_text().splitlines()]
+    def calls(self, *commands):
+        """Return the recorded calls (only those of `commands`, if given) as argument lists."""
+        calls = [shlex.split(line) for line in self.calls_path.read_text().splitlines()]
+        return [call for call in calls if not commands or call[0] in commands]
+
+    def forget(self):
+        """Drop the calls recorded so far (between two runs of run.sh)."""
+        self.calls_path.write_text('')
 
 
 @pytest.fixture
@@ -88,16 +127,39 @@ def run_script(args, env, timeout=30):
                           stdin=subprocess.DEVNULL, timeout=timeout)
 
 
+def said(result):
+    """Return the lines run.sh itself wrote to stderr (not docker's or the server's)."""
+    return [line for line in result.stderr.splitlines() if line.startswith('run.sh: ')]
+
+
+def build(target, tag, *build_arg):
+    """Return the `docker build` call run.sh makes for `target`, tagged `tag`."""
+    return ['build', '--network', 'host', '--force-rm', *build_arg, '--target', target,
+            '--tag', tag, '.']
+
+
+def serve(name, image, *network):
+    """Return the `docker run` call that serves `image` as container `name`, hardened."""
+    return ['run', '--rm', '--name', name, '--label', LABEL, '--sig-proxy=false', *HARDENED,
+            *network, image]
+
+
+def contract_tests(name, image):
+    """Return the `docker run` call that runs the contract tests in `image`, without a network."""
+    return ['run', '--rm', '--name', name, '--label', LABEL, '--network', 'none', image]
+
+
 # ---- Usage ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('flag', ['-h', '--help'])
-def test_help_prints_the_usage_line_and_exits_0(flag):
-    """-h and --help print the usage line and what PORT and PYTHON_IMAGE do, then exit 0."""
+def test_help_prints_the_usage_line_flags_and_variables_and_exits_0(flag):
+    """-h and --help print the usage line, every flag and every variable, then exit 0."""
     result = run_script([flag], script_env())
     assert result.returncode == 0
     assert USAGE in result.stdout
-    assert 'PORT' in result.stdout
-    assert 'PYTHON_IMAGE' in result.stdout
+    for word in ('--local', '--dev', '--no-tests', 'PORT', 'PYTHON_IMAGE', 'LANDING_IMAGE',
+                 'LANDING_CONTAINER'):
+        assert word in result.stdout
 
 
 def test_unknown_argument_prints_usage_and_exits_2(fake_docker):
@@ -111,43 +173,151 @@ def test_unknown_argument_prints_usage_and_exits_2(fake_docker):
 
 # ---- The Docker steps, in order (stand-in docker) -------------------------------------------
 
-def test_removes_old_container_builds_tests_in_the_image_then_serves_on_port(fake_docker):
-    """Rm old containers, build test target and image (with PYTHON_IMAGE), suite, then serve."""
-    env = fake_docker.env(PORT='8123', PYTHON_IMAGE='example/base:1', IMAGE='shop',
-                          CONTAINER_NAME='shop-web')
+def test_builds_runs_the_contract_tests_in_the_image_then_serves_it_hardened(fake_docker):
+    """Build the test target and the runtime, the tests without a network, then serve on PORT."""
+    env = fake_docker.env(PORT='8123', PYTHON_IMAGE='example/base:1', LANDING_IMAGE='shop',
+                          LANDING_CONTAINER='shop-web')
     result = run_script([], env)
     assert result.returncode == 0, result.stderr
-    base = ['--force-rm', '--build-arg', 'PYTHON_IMAGE=example/base:1']
-    assert fake_docker.calls() == [
-        ['info'],
-        ['rm', '--force', 'shop-web', 'shop-web-tests'],
-        ['build', '--network', 'host', *base, '--target', 'test', '--tag', 'shop-tests', '.'],
-        ['build', '--network', 'host', *base, '--tag', 'shop', '.'],
-        ['run', '--rm', '--name', 'shop-web-tests', '--network', 'none', 'shop-tests'],
-        ['run', '--rm', '--name', 'shop-web', '--sig-proxy=false', '--publish', '8123:80',
-         'shop'],
+    base = ['--build-arg', 'PYTHON_IMAGE=example/base:1']
+    assert fake_docker.calls('build', 'run', 'rm', 'pull') == [
+        build('test', 'shop-tests', *base),
+        build('runtime', 'shop', *base),
+        contract_tests('shop-web-tests', 'shop-tests'),
+        serve('shop-web', 'shop', '--publish', '8123:80'),
     ]
+    # The base image was found locally, before any build.
+    assert fake_docker.calls()[1] == ['image', 'inspect', 'example/base:1']
 
 
 def test_defaults_build_on_the_dockerfile_base_and_publish_port_80(fake_docker):
-    """Without PYTHON_IMAGE no --build-arg is passed; without PORT the host port is 80."""
-    env = fake_docker.env()
-    for name in ('PORT', 'PYTHON_IMAGE', 'IMAGE', 'CONTAINER_NAME'):
-        env.pop(name, None)
+    """Without variables: the Dockerfile's base (no --build-arg), landing, port 80."""
+    assert run_script([], fake_docker.env()).returncode == 0
+    assert ['image', 'inspect', 'python:3.13-slim'] in fake_docker.calls()
+    assert fake_docker.calls('build', 'run') == [
+        build('test', 'landing-tests'),
+        build('runtime', 'landing'),
+        contract_tests('landing-tests', 'landing-tests'),
+        serve('landing', 'landing', '--publish', '80:80'),
+    ]
+
+
+def test_old_image_and_container_name_variables_are_not_read(fake_docker):
+    """IMAGE and CONTAINER_NAME are too generic to mean this app: run.sh ignores them."""
+    env = fake_docker.env(IMAGE='someone-elses', CONTAINER_NAME='someone-elses')
     assert run_script([], env).returncode == 0
-    calls = fake_docker.calls()
-    assert [call for call in calls if '--build-arg' in call] == []
-    assert calls[-1] == ['run', '--rm', '--name', 'landing', '--sig-proxy=false',
-                         '--publish', '80:80', 'landing']
+    assert 'someone-elses' not in fake_docker.calls_path.read_text()
 
 
-def test_failing_suite_in_the_image_stops_before_serving(fake_docker):
-    """When ./test.sh fails inside the image, run.sh exits 1 and never starts the server."""
+def test_contract_tests_run_once_per_test_image(fake_docker):
+    """A test image ID that passed is not tested again; a new one (an edit) is."""
+    assert run_script([], fake_docker.env()).returncode == 0
+    fake_docker.forget()
+    again = run_script([], fake_docker.env())
+    assert again.returncode == 0
+    assert [call for call in fake_docker.calls('run') if '--network' in call] == []
+    assert 'contract tests already passed' in again.stderr
+    fake_docker.forget()
+    edited = run_script([], fake_docker.env(FAKE_DOCKER_TEST_ID='sha256:' + 'cd' * 32))
+    assert edited.returncode == 0
+    assert contract_tests('landing-tests', 'landing-tests') in fake_docker.calls('run')
+
+
+def test_failing_contract_tests_stop_before_serving_and_run_again_next_time(fake_docker):
+    """When the tests fail inside the image, run.sh exits 1, never serves, and notes no pass."""
     result = run_script([], fake_docker.env(FAKE_DOCKER_SUITE='1'))
     assert result.returncode == 1
-    assert 'test suite failed' in result.stderr
-    assert fake_docker.calls()[-1][:2] == ['run', '--rm']
-    assert '--network' in fake_docker.calls()[-1]
+    assert said(result)[-1] == ('run.sh: the contract tests failed inside the image; '
+                                'not starting landing')
+    assert fake_docker.calls('run') == [contract_tests('landing-tests', 'landing-tests')]
+    fake_docker.forget()
+    assert run_script([], fake_docker.env()).returncode == 0
+    assert fake_docker.calls('run')[0] == contract_tests('landing-tests', 'landing-tests')
+
+
+def test_no_tests_builds_and_serves_the_runtime_target_only(fake_docker):
+    """--no-tests: one build of the runtime target, no test container, then serve."""
+    assert run_script(['--no-tests'], fake_docker.env()).returncode == 0
+    assert fake_docker.calls('build', 'run') == [
+        build('runtime', 'landing'),
+        serve('landing', 'landing', '--publish', '80:80'),
+    ]
+
+
+def test_dev_mounts_the_source_read_only_over_app_with_reload(fake_docker):
+    """--dev: the runtime image serves the source folder (read-only) with RELOAD=1; no tests."""
+    result = run_script(['--dev'], fake_docker.env(PORT='8124'))
+    assert result.returncode == 0, result.stderr
+    mount = f'type=bind,source={ROOT},target=/app,readonly'
+    assert fake_docker.calls('build', 'run') == [
+        build('runtime', 'landing'),
+        serve('landing', 'landing', '--publish', '8124:80', '--mount', mount, '--env',
+              'RELOAD=1'),
+    ]
+    assert 'no tests in the image' in result.stderr
+
+
+@pytest.mark.parametrize('port, expected', [(None, '8080'), ('9001', '9001')],
+                         ids=['default-8080', 'PORT'])
+def test_engine_without_a_bridge_serves_on_the_host_network_on_port(fake_docker, port,
+                                                                     expected):
+    """No bridge network: the container shares the host's network and listens on PORT itself.
+
+    (--publish would be ignored on such an engine: "serving", and nothing would answer.)
+    """
+    env = fake_docker.env(FAKE_DOCKER_BRIDGE='1', **({'PORT': port} if port else {}))
+    result = run_script(['--no-tests'], env)
+    assert result.returncode == 0, result.stderr
+    assert fake_docker.calls('run') == [
+        serve('landing', 'landing', '--network', 'host', '--env', f'PORT={expected}')]
+    assert said(result)[0] == ('run.sh: this engine has no bridge network: the container uses '
+                               f"the host's network, on PORT={expected}")
+    assert f'http://localhost:{expected}/' in result.stderr
+
+
+def test_base_image_neither_local_nor_pullable_says_set_python_image_in_one_line(fake_docker):
+    """No base image and no registry: one line naming the image and PYTHON_IMAGE; no build."""
+    result = run_script([], fake_docker.env(FAKE_DOCKER_BASE='1', FAKE_DOCKER_PULL='1'))
+    assert result.returncode == 1
+    assert said(result) == [
+        'run.sh: base image python:3.13-slim is neither local nor pullable: set PYTHON_IMAGE '
+        'to a local Debian image with python3 and venv (bash .ci/docker-engine.sh base-image '
+        'builds landing-base:trixie)']
+    assert result.stderr.count('\n') == 1
+    assert fake_docker.calls('pull', 'build', 'run') == [['pull', 'python:3.13-slim']]
+
+
+def test_base_image_missing_locally_is_pulled_first(fake_docker):
+    """A base image the engine lacks is pulled, then the build goes on."""
+    env = fake_docker.env(FAKE_DOCKER_BASE='1', FAKE_DOCKER_PULL='0')
+    assert run_script(['--no-tests'], env).returncode == 0
+    assert fake_docker.calls('pull', 'build')[:2] == [['pull', 'python:3.13-slim'],
+                                                      build('runtime', 'landing')]
+
+
+def test_removes_its_own_previous_containers_before_starting_new_ones(fake_docker):
+    """Containers left by an earlier run.sh (they carry its label) are removed by name."""
+    env = fake_docker.env(FAKE_DOCKER_CONTAINERS='landing=1 landing-tests=1')
+    assert run_script([], env).returncode == 0
+    assert fake_docker.calls('rm', 'run') == [
+        ['rm', '--force', 'landing-tests'],
+        contract_tests('landing-tests', 'landing-tests'),
+        ['rm', '--force', 'landing'],
+        serve('landing', 'landing', '--publish', '80:80'),
+    ]
+
+
+@pytest.mark.parametrize('existing', ['landing=', 'landing-tests=', 'landing=0'])
+def test_never_removes_a_container_it_did_not_start(fake_docker, existing):
+    """A container with run.sh's name but not its label is left alone: run.sh says so, exits 1."""
+    result = run_script([], fake_docker.env(FAKE_DOCKER_CONTAINERS=existing))
+    name = existing.split('=')[0]
+    assert result.returncode == 1
+    assert said(result)[-1] == (f'run.sh: a container named {name} exists that run.sh did not '
+                                'start; set LANDING_CONTAINER to another name, or remove it '
+                                'yourself')
+    assert fake_docker.calls('rm') == []
+    assert serve('landing', 'landing', '--publish', '80:80') not in fake_docker.calls('run')
 
 
 def test_container_gets_a_tty_only_when_run_sh_has_one(fake_docker, tmp_path):
@@ -185,6 +355,34 @@ def app_copy(tmp_path):
     return app
 
 
+def start_script(script, args, env, processes, log):
+    """Start `script` with `args` in its own session, output to `log`; return the process."""
+    with open(log, 'w') as out:
+        proc = subprocess.Popen([script, *args], env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    processes.append(proc)
+    return proc
+
+
+def wait_answering(proc, log, answers, deadline):
+    """Poll `answers()` until true while `proc` runs; return the seconds it took."""
+    started = time.monotonic()
+
+    def serving():
+        assert proc.poll() is None, log.read_text()[-4000:]
+        return answers()
+    wait_until(serving, deadline=deadline, what='run.sh serving')
+    return time.monotonic() - started
+
+
+def edit_heading(app, text):
+    """Change the page's heading in the copy's landing.py to `text`."""
+    landing = app / 'landing.py'
+    source = landing.read_text()
+    assert '<h1>Landing</h1>' in source
+    landing.write_text(source.replace('<h1>Landing</h1>', f'<h1>{text}</h1>'))
+
+
 @pytest.mark.parametrize('args, info, message', [
     (['--local'], '0', '--local: running without Docker'),
     ([], '1', 'no Docker engine answers'),
@@ -193,79 +391,169 @@ def test_serves_the_app_from_local_venv_on_loopback(app_copy, fake_docker, proce
                                                      args, info, message):
     """--local, or no engine answering: says so, serves on 127.0.0.1:PORT, SIGTERM exits 0."""
     port = free_port()
+    log = tmp_path / 'run.log'
     env = fake_docker.env(PORT=str(port), FAKE_DOCKER_INFO=info)
-    with open(tmp_path / 'stdout', 'w') as out, open(tmp_path / 'stderr', 'w') as err:
-        proc = subprocess.Popen([app_copy / 'run.sh', *args], env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err, start_new_session=True)
-    processes.append(proc)
-
-    def serving():
-        assert proc.poll() is None, (tmp_path / 'stderr').read_text()
-        return request(port, 'GET', '/healthcheck', timeout=2)[0] == 200
-    wait_until(serving, what='run.sh serving locally')
+    proc = start_script(app_copy / 'run.sh', args, env, processes, log)
+    wait_answering(proc, log, lambda: request(port, 'GET', '/healthcheck', timeout=2)[0] == 200,
+                   deadline=15)
     assert request(port, 'GET', '/')[0] == 200
     # exec: the PID run.sh started with is now the server, which stops gracefully.
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
-    stderr = (tmp_path / 'stderr').read_text()
-    assert message in stderr
-    assert f'host=127.0.0.1 port={port}' in stderr
+    output = log.read_text()
+    assert message in output
+    assert f'host=127.0.0.1 port={port}' in output
+    assert 'reload=on' not in output
     assert fake_docker.calls() == ([] if args else [['info']])
+
+
+def test_local_dev_serves_an_edit_to_the_page_within_2_s(app_copy, fake_docker, processes,
+                                                         tmp_path):
+    """--local --dev: RELOAD=1 from .venv; an edit to landing.py is live without a restart."""
+    port = free_port()
+    log = tmp_path / 'run.log'
+    proc = start_script(app_copy / 'run.sh', ['--local', '--dev'],
+                        fake_docker.env(PORT=str(port)), processes, log)
+    wait_answering(proc, log, lambda: request(port, 'GET', '/', timeout=2)[0] == 200,
+                   deadline=15)
+    edit_heading(app_copy, 'Edited locally')
+    wait_answering(proc, log, lambda: b'Edited locally' in request(port, 'GET', '/')[2],
+                   deadline=LIVE_DEADLINE)
+    assert 'reload=on' in log.read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert fake_docker.calls() == []
 
 
 # ---- The real thing ------------------------------------------------------------------------
 
 @pytest.fixture
 def real_run(tmp_path, processes):
-    """Names for a real run.sh (its own image tags and container); removes them all at the end."""
+    """Names for real runs of run.sh (its own image tags, container, cache); removed at the end.
+
+    Returns the environment for run.sh: LANDING_IMAGE, LANDING_CONTAINER, XDG_CACHE_HOME, PORT.
+    """
     require_engine()
     require_base_image()
     suffix = uuid.uuid4().hex[:8]
-    run = {'IMAGE': f'landing:pytest-run-{suffix}', 'CONTAINER_NAME': f'landing-run-{suffix}'}
+    env = {'LANDING_IMAGE': f'landing:pytest-run-{suffix}',
+           'LANDING_CONTAINER': f'landing-run-{suffix}',
+           'XDG_CACHE_HOME': str(tmp_path / 'cache'), 'PORT': str(free_port())}
+    if 'PYTHON_IMAGE' in os.environ:
+        env['PYTHON_IMAGE'] = os.environ['PYTHON_IMAGE']
     try:
-        yield run
+        yield env
     finally:
         for proc in processes:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        name = run['CONTAINER_NAME']
+        # Only this run's containers and tags: the layers stay shared with other images.
+        name = env['LANDING_CONTAINER']
         docker('rm', '--force', name, f'{name}-tests', check=False)
-        # Only these tags go; the layers stay shared with the other image tests' tags.
-        docker('rmi', run['IMAGE'], f"{run['IMAGE']}-tests", check=False)
+        docker('rmi', env['LANDING_IMAGE'], f"{env['LANDING_IMAGE']}-tests", check=False)
+
+
+def serving_container(env):
+    """Return the container run.sh serves from, probed where run.sh's PORT puts the server."""
+    host_network = not has_bridge_network()
+    return Container(env['LANDING_CONTAINER'], port=int(env['PORT']) if host_network else 80)
+
+
+def container_answers(container):
+    """Tell whether the container exists and its server answers GET / with 200."""
+    if docker('inspect', container.name, check=False).returncode != 0:
+        return False
+    result = container.exec('python', 'healthcheck.py',
+                            f'http://127.0.0.1:{container.port}/', check=False)
+    return result.returncode == 0
+
+
+def page_shows(container, text):
+    """Tell whether the page the container serves now (GET /) contains `text`."""
+    result = container.exec('python', '-c', READ_PAGE, f'http://127.0.0.1:{container.port}/',
+                            check=False)
+    return result.returncode == 0 and text in result.stdout
 
 
 @pytest.mark.slow
-def test_real_run_builds_tests_serves_without_tty_and_cleans_up_on_sigterm(real_run, processes,
-                                                                           tmp_path):
-    """Under CI (no TTY): suite passes in the image, container healthy, SIGTERM removes it."""
-    port = free_port()
+def test_real_run_tests_in_the_image_serves_hardened_and_a_rerun_serves_within_15_s(
+        real_run, processes, tmp_path):
+    """Under CI (no TTY): tests pass in the image, the container is healthy and hardened.
+
+    SIGTERM stops and removes it; run again, the passed tests are skipped and it serves
+    within 15 s.
+    """
     log = tmp_path / 'run.log'
-    with open(log, 'w') as out:
-        proc = subprocess.Popen([RUN_SH], env=script_env(PORT=str(port), **real_run),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    processes.append(proc)
-
-    def started():
-        assert proc.poll() is None, log.read_text()[-4000:]
-        return 'run.sh: serving' in log.read_text()
-    wait_until(started, deadline=SERVING_DEADLINE, what='run.sh serving')
+    proc = start_script(RUN_SH, [], script_env(**real_run), processes, log)
+    container = serving_container(real_run)
+    wait_answering(proc, log, lambda: container_answers(container), deadline=SERVING_DEADLINE)
     output = log.read_text()
-    assert output.index('inside landing:') < output.index(' passed') < output.index('serving')
+    assert (output.index('running the contract tests inside landing:') < output.index(' passed')
+            < output.index('run.sh: serving'))
 
-    container = Container(real_run['CONTAINER_NAME'])
-    wait_until(lambda: docker('inspect', container.name, check=False).returncode == 0,
-               what='the container')
+    # Docker's first health probe runs one interval (5 s) after the start.
+    container = serving_container(real_run)
     container.wait_healthy(HEALTHY_DEADLINE)
     assert container.http('GET', '/')[0] == 200
-    config = docker('inspect', '--format', '{{json .Config.Tty}} {{json .HostConfig.PortBindings}}',
-                    container.name).stdout
-    assert config.split(' ', 1)[0] == 'false'
-    assert f'"HostPort":"{port}"' in config
-    assert '"80/tcp"' in config
+    inspected = docker('inspect', '--format',
+                       '{{json .Config.Tty}} {{index .Config.Labels "org.landing.run-sh"}} '
+                       '{{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}} '
+                       '{{json .HostConfig.SecurityOpt}} {{.HostConfig.NetworkMode}}',
+                       container.name).stdout.split()
+    assert inspected[:5] == ['false', '1', 'true', '["ALL"]', '["no-new-privileges"]']
+    if has_bridge_network():
+        bindings = docker('inspect', '--format', '{{json .HostConfig.PortBindings}}',
+                          container.name).stdout
+        assert f'"HostPort":"{real_run["PORT"]}"' in bindings
+    else:
+        # The host's network, on PORT: the server answers on the host's loopback.
+        assert inspected[5] == 'host'
+        assert request(int(real_run['PORT']), 'GET', '/')[0] == 200
 
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=30) == 143
     assert docker('ps', '--all', '--quiet', '--filter', f'name=^/{container.name}$').stdout == ''
     assert 'ENGINE Bus EXITED' in log.read_text()
+
+    rerun_log = tmp_path / 'rerun.log'
+    rerun = start_script(RUN_SH, [], script_env(**real_run), processes, rerun_log)
+    seconds = wait_answering(rerun, rerun_log, lambda: container_answers(container),
+                             deadline=WARM_DEADLINE)
+    assert 'contract tests already passed' in rerun_log.read_text()
+    print(f'warm re-run serving after {seconds:.1f} s')
+    os.kill(rerun.pid, signal.SIGTERM)
+    assert rerun.wait(timeout=30) == 143
+
+
+@pytest.fixture
+def source_copy(tmp_path):
+    """A copy of what run.sh builds and serves (no tests, no history), for --dev to mount."""
+    source = tmp_path / 'source'
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        '.git', '.venv', '__pycache__', '.*_cache', '.hypothesis', '.coverage*', 'htmlcov',
+        'test-output', 'tests', 'bench', 'deploy', 'docs'))
+    return source
+
+
+@pytest.mark.slow
+def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
+        real_run, source_copy, processes, tmp_path):
+    """--dev in Docker: the source folder is served read-only with reload; an edit is live."""
+    log = tmp_path / 'run.log'
+    proc = start_script(source_copy / 'run.sh', ['--dev'], script_env(**real_run), processes,
+                        log)
+    container = serving_container(real_run)
+    wait_answering(proc, log, lambda: container_answers(container), deadline=SERVING_DEADLINE)
+    mounts = docker('inspect', '--format', '{{json .Mounts}}', container.name).stdout
+    assert f'"Source":"{source_copy}","Destination":"/app"' in mounts
+    assert '"RW":false' in mounts
+
+    edit_heading(source_copy, 'Edited in the container')
+    seconds = wait_answering(
+        proc, log, lambda: page_shows(container, 'Edited in the container'),
+        deadline=LIVE_DEADLINE)
+    print(f'edit live in the container after {seconds:.1f} s')
+    assert 'reload=on' in log.read_text()
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
