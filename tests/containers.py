@@ -6,6 +6,7 @@ loopback: no test ever sends traffic to a container's private address.
 import base64
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -29,6 +30,10 @@ print(json.dumps({'status': answer.status,
                   'headers': {k.lower(): v for k, v in answer.getheaders()},
                   'body': base64.b64encode(answer.read()).decode()}))
 """
+
+# Runs inside the container: print the body at the URL given, or fail while nothing answers.
+READ_PAGE = ('import sys, urllib.request; '
+             'print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())')
 
 
 def docker(*args, timeout=120, check=True):
@@ -95,6 +100,17 @@ def image_config(image):
     return json.loads(docker('image', 'inspect', '--format', '{{json .Config}}', image).stdout)
 
 
+def copy_checkout(destination):
+    """Copy what the image is built from and run.sh serves (no tests, no history) to a folder.
+
+    For tests that edit the app: a container mounting the copy sees the edit, the checkout
+    stays as it is. Returns the copy's path.
+    """
+    return shutil.copytree(ROOT, destination, ignore=shutil.ignore_patterns(
+        '.git', '.venv', '__pycache__', '.*_cache', '.hypothesis', '.coverage*', 'htmlcov',
+        'test-output', 'tests', 'bench', 'deploy', 'docs'))
+
+
 def has_bridge_network():
     """Tell whether the engine has its default bridge (one started with --bridge=none has not).
 
@@ -137,6 +153,15 @@ class Container:
             self.exec('python', '-c', PROBE, method, path, json.dumps(headers or {}),
                       str(self.port)).stdout)
         return answer['status'], answer['headers'], base64.b64decode(answer['body'])
+
+    def page(self, path='/'):
+        """Return the body of GET `path` as text, or None while nothing answers (or no container).
+
+        For polling: unlike http(), it never fails the test.
+        """
+        result = self.exec('python', '-c', READ_PAGE, f'http://127.0.0.1:{self.port}{path}',
+                           check=False)
+        return result.stdout if result.returncode == 0 else None
 
     def logs(self):
         """Return (stdout, stderr) of the container so far."""
