@@ -221,6 +221,16 @@ def test_contract_tests_run_once_per_test_image(fake_docker):
     assert contract_tests('landing-tests', 'landing-tests') in fake_docker.calls('run')
 
 
+def test_a_cache_it_cannot_write_only_means_the_tests_run_again(fake_docker, tmp_path):
+    """The pass is noted where it can be; if not, run.sh says so and serves all the same."""
+    not_a_folder = tmp_path / 'cache-file'
+    not_a_folder.write_text('')
+    result = run_script([], fake_docker.env(XDG_CACHE_HOME=str(not_a_folder)))
+    assert result.returncode == 0
+    assert 'the tests will run again next time' in result.stderr
+    assert fake_docker.calls('run')[-1] == serve('landing', 'landing', '--publish', '80:80')
+
+
 def test_failing_contract_tests_stop_before_serving_and_run_again_next_time(fake_docker):
     """When the tests fail inside the image, run.sh exits 1, never serves, and notes no pass."""
     result = run_script([], fake_docker.env(FAKE_DOCKER_SUITE='1'))
