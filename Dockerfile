@@ -70,7 +70,7 @@ COPY tests/conftest.py tests/rawhttp.py tests/slow_landing.py tests/test_landing
      tests/test_healthcheck.py tests/test_static.py tests/test_headers.py tests/test_guard.py \
      tests/test_config.py tests/
 # The app last: an edit to it rebuilds only these two small layers.
-COPY landing.py server.py healthcheck.py prod.conf ./
+COPY landing.py server.py metrics.py healthcheck.py prod.conf ./
 COPY static/ static/
 USER 10001:10001
 CMD ["./test.sh", "-q", "-m", "not slow"]
