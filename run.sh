@@ -77,13 +77,14 @@ if ! docker image inspect "$base" >/dev/null 2>&1 && ! docker pull "$base" >/dev
 fi
 
 # An engine without the default bridge (dockerd --bridge=none) cannot publish a port: the
-# container then shares the host's network and the server itself listens on PORT.
+# container then shares the host's network and the server itself listens on PORT. Metrics
+# stay off there: on a bridge they are not published either, and the host's 9464 may be taken.
 if docker network inspect bridge >/dev/null 2>&1; then
   port="${PORT:-80}"
   network_args=(--publish "$port:80")
 else
   port="${PORT:-8080}"
-  network_args=(--network host --env "PORT=$port")
+  network_args=(--network host --env "PORT=$port" --env METRICS_PORT=0)
   say "this engine has no bridge network: the container uses the host's network, on PORT=$port"
 fi
 

@@ -272,12 +272,14 @@ def test_engine_without_a_bridge_serves_on_the_host_network_on_port(fake_docker,
     """No bridge network: the container shares the host's network and listens on PORT itself.
 
     (--publish would be ignored on such an engine: "serving", and nothing would answer.)
+    Its metrics stay off, as unpublished as on a bridge, and off the host's port 9464.
     """
     env = fake_docker.env(FAKE_DOCKER_BRIDGE='1', **({'PORT': port} if port else {}))
     result = run_script(['--no-tests'], env)
     assert result.returncode == 0, result.stderr
     assert fake_docker.calls('run') == [
-        serve('landing', 'landing', '--network', 'host', '--env', f'PORT={expected}')]
+        serve('landing', 'landing', '--network', 'host', '--env', f'PORT={expected}', '--env',
+              'METRICS_PORT=0')]
     assert said(result)[0] == ('run.sh: this engine has no bridge network: the container uses '
                                f"the host's network, on PORT={expected}")
     assert f'http://localhost:{expected}/' in result.stderr
