@@ -14,11 +14,13 @@ One scrape target per container, served by the supervisor process, holding:
 Workers are separate processes, so their figures go through prometheus_client's
 multiprocess mode: files in a folder under /dev/shm (a tmpfs even in a read-only container).
 """
+import collections
 import glob
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -27,6 +29,8 @@ MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
 GRANIAN_TIMEOUT = 2
+# Seconds between two publications of a worker's busy threads.
+SAMPLE_EVERY = 0.25
 
 
 def prepare_directory(environ=os.environ):
@@ -50,9 +54,15 @@ def remove_directory(folder):
 
 
 class RequestMetrics:
-    """The figures one worker process records per request, written to the shared folder."""
+    """The figures one worker process records per request, written to the shared folder.
 
-    def __init__(self, threads, registry=None):
+    A request only appends to a deque and adds or discards its thread in a set (atomic under
+    the GIL, no lock); a sampler thread writes the counts, durations and busy threads to the
+    shared files every SAMPLE_EVERY seconds. Written by each of 100 threads through
+    prometheus_client's one lock, the same figures cost a tenth of the page's req/s.
+    """
+
+    def __init__(self, threads, registry=None, sample_every=None):
         from prometheus_client import Counter, Gauge, Histogram
 
         kwargs = {} if registry is None else {'registry': registry}
@@ -68,18 +78,42 @@ class RequestMetrics:
         self.total = Gauge('landing_threads_total', 'Python threads in the pools (THREADS).',
                            multiprocess_mode='livesum', **kwargs)
         self.total.set(threads)
+        self.active, self.answered = set(), collections.deque()
+        if sample_every:
+            threading.Thread(target=self.sample, args=(sample_every,), name='metrics-sampler',
+                             daemon=True).start()
 
     def started(self):
-        """Note a request taking a thread; return when it started."""
-        self.busy.inc()
+        """Note a request taking this thread; return when it started."""
+        self.active.add(threading.get_ident())
         return time.perf_counter()
 
     def finished(self, started, method, route, status):
         """Note a request answered: its method, route, status code and duration."""
-        self.busy.dec()
-        method = method if method in METHODS else 'other'
-        self.requests.labels(method, route, f'{status // 100}xx').inc()
-        self.duration.labels(route).observe(time.perf_counter() - started)
+        self.answered.append((method, route, status, time.perf_counter() - started))
+        self.active.discard(threading.get_ident())
+
+    def publish(self):
+        """Write what was answered since the last call, and the busy threads, to the files."""
+        counters, timers = {}, {}
+        while self.answered:
+            method, route, status, elapsed = self.answered.popleft()
+            key = (method if method in METHODS else 'other', route, f'{status // 100}xx')
+            counters[key] = counters.get(key, 0) + 1
+            timers.setdefault(route, []).append(elapsed)
+        for key, count in counters.items():
+            self.requests.labels(*key).inc(count)
+        for route, durations in timers.items():
+            timer = self.duration.labels(route)
+            for elapsed in durations:
+                timer.observe(elapsed)
+        self.busy.set(len(self.active))
+
+    def sample(self, every):
+        """Publish every `every` seconds, for the life of the worker."""
+        while True:
+            self.publish()
+            time.sleep(every)
 
 
 def route_of(request):

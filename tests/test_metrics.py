@@ -34,6 +34,14 @@ def scrape(port):
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
+def scrape_counted(port, requests):
+    """Scrape until the request counter reaches `requests` (workers publish every 0.25 s)."""
+    def counted():
+        samples = scrape(port)
+        return total(samples, 'landing_http_requests_total') >= requests and samples
+    return wait_until(counted, deadline=10, what=f'{requests} requests counted')
+
+
 def total(samples, name, **labels):
     """Sum the samples called `name` whose labels include `labels`."""
     return sum(value for (sample, got), value in samples.items()
@@ -61,7 +69,7 @@ def test_requests_are_counted_by_method_route_and_status_class(metered):
         request(served.port, 'GET', path)
     request(served.port, 'GET', '/logo.png')
     request(served.port, 'BREW', '/')
-    samples = scrape(port)
+    samples = scrape_counted(port, 9)
     count = 'landing_http_requests_total'
     assert total(samples, count, method='GET', route='Landing.index', status='2xx') == 3
     assert total(samples, count, method='HEAD', route='Landing.index', status='2xx') == 1
@@ -77,7 +85,7 @@ def test_latency_histogram_has_buckets_from_1_ms_to_5_s(metered):
     served, port = metered()
     for _ in range(4):
         request(served.port, 'GET', '/')
-    samples = scrape(port)
+    samples = scrape_counted(port, 4)
     name = 'landing_http_request_duration_seconds_bucket'
     bounds = sorted(float(dict(labels)['le']) for sample, labels in samples
                     if sample == name and dict(labels)['route'] == 'Landing.index')
@@ -111,7 +119,7 @@ def test_two_workers_count_for_the_whole_container(metered):
     served, port = metered(WORKERS='2')
     for _ in range(40):  # new connections: the kernel spreads them over both workers
         request(served.port, 'GET', '/')
-    samples = scrape(port)
+    samples = scrape_counted(port, 40)
     assert total(samples, 'landing_http_requests_total', route='Landing.index') == 40
     assert total(samples, 'landing_threads_total') == 200
     processes = {dict(labels)['process'] for name, labels in samples
@@ -273,9 +281,14 @@ def counted(in_process):
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
-    in_process.app.metrics = metrics.RequestMetrics(threads=3, registry=registry)
+    counting = in_process.app.metrics = metrics.RequestMetrics(threads=3, registry=registry)
+
+    def call(*args, **kwargs):
+        answer = in_process(*args, **kwargs)
+        counting.publish()  # what the worker's sampler does every SAMPLE_EVERY seconds
+        return answer
     try:
-        yield in_process, registry
+        yield call, registry
     finally:
         in_process.app.metrics = None
 
@@ -322,6 +335,7 @@ def test_a_request_that_raises_is_counted_as_a_5xx_error():
     with pytest.raises(RuntimeError):
         guard({'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/',
                'REQUEST_METHOD': 'GET'}, lambda *args: None)
+    guard.metrics.publish()
     assert sample(registry, 'landing_http_requests_total',
                   method='GET', route='error', status='5xx') == 1
     assert sample(registry, 'landing_threads_busy') == 0
@@ -371,3 +385,19 @@ def test_the_folder_falls_back_to_the_temp_dir_without_dev_shm(tmp_path):
 def test_child_pids_of_a_process_that_is_gone_are_none():
     """Reading the children of a finished process gives an empty list, not an error."""
     assert metrics.child_pids(999999999) == []
+
+
+def test_the_sampler_publishes_counts_and_busy_threads_on_its_own(tmp_path):
+    """With sample_every, a thread writes what requests noted, without anyone asking."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    counting = metrics.RequestMetrics(threads=2, registry=registry, sample_every=0.01)
+    started = counting.started()
+    wait_until(lambda: sample(registry, 'landing_threads_busy') == 1, deadline=5,
+               what='busy thread published')
+    counting.finished(started, 'GET', 'Landing.index', 200)
+    wait_until(lambda: sample(registry, 'landing_http_requests_total', method='GET',
+                              route='Landing.index', status='2xx') == 1, deadline=5,
+               what='request published')
+    assert sample(registry, 'landing_threads_busy') == 0
