@@ -32,6 +32,7 @@ if os.path.dirname(os.path.abspath(getattr(sys.modules['__main__'], '__file__', 
     for _signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(_signum, lambda *_: _stop_early.append(True))
 
+import ctypes  # noqa: E402
 import datetime  # noqa: E402  (after the signal handlers, on purpose)
 import email.utils  # noqa: E402
 import functools  # noqa: E402
@@ -550,6 +551,7 @@ class Server(MPServer):
         granian's handle the worker's signals, once it installs them after this returns.
         """
         hand_over_early_signals()
+        die_with_supervisor(self.pid)
         if self.metrics:
             self.app.metrics = metrics.RequestMetrics(
                 self.metrics[3], sample_every=metrics.SAMPLE_EVERY)
@@ -576,8 +578,22 @@ class Server(MPServer):
         super().signal_handler_interrupt(signum, *args, **kwargs)
 
 
+# prctl(2) option: the signal a process gets when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
 # Signals a worker receives before granian's handlers are in place.
 _worker_signals = []
+
+
+def die_with_supervisor(supervisor):
+    """Have the kernel send this worker SIGTERM when the supervisor dies, even by SIGKILL.
+
+    Otherwise a worker of a killed supervisor serves on, orphaned, on the shared port.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it died before the line above: stop now
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def hand_over_early_signals(deadline=30):
@@ -731,9 +747,10 @@ def build_server(settings, app):
     return server
 
 
-def load_fresh_app(root_class, config_path, _target):
+def load_fresh_app(root_class, config_path, supervisor, _target):
     """Build the app anew in a spawned worker (RELOAD=1): the edited code, imported afresh."""
     hand_over_early_signals()
+    die_with_supervisor(supervisor)
     configure(os.environ)
     app = mount(root_class(), config_path)
     cherrypy.engine.start()
@@ -768,7 +785,8 @@ def serve(root, config_path, environ=os.environ):
         # Spawned workers import the app's files afresh, edits included; forked ones would
         # inherit the code this process imported at start.
         multiprocessing.set_start_method('spawn', force=True)
-        server.serve(target_loader=functools.partial(load_fresh_app, type(root), config_path))
+        server.serve(target_loader=functools.partial(
+            load_fresh_app, type(root), config_path, os.getpid()))
     else:
         # Forked workers inherit the mounted app instead of importing it again: a faster
         # start, and memory pages shared with this process.

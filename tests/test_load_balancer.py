@@ -230,10 +230,21 @@ def test_kill_9_and_restart_serves_the_same_answers(start_server):
         return [(request(port, 'GET', p)[0], request(port, 'GET', p)[2]) for p in paths]
 
     before = answers(first.port)
+    workers = children(first.proc.pid)
+    assert workers
     first.proc.send_signal(signal.SIGKILL)
     assert first.proc.wait(timeout=10) == -signal.SIGKILL
+    # Its workers go too (the kernel tells them), instead of serving on, orphaned, on the port.
+    wait_until(lambda: not any(os.path.exists(f'/proc/{pid}') for pid in workers),
+               what='the killed server\'s workers to exit')
     second = start_server(port=first.port).wait_ready()
     assert answers(second.port) == before
+
+
+def children(pid):
+    """Return the PIDs of `pid`'s child processes (its granian workers)."""
+    with open(f'/proc/{pid}/task/{pid}/children') as found:
+        return [int(child) for child in found.read().split()]
 
 
 def test_second_sigterm_ends_the_drain_at_once(start_server):
