@@ -29,7 +29,7 @@ SCRAPE_INTERVAL = 1.0
 def parse_args(argv):
     """Read the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--duration', type=float, default=10, help='seconds per wrk run')
+    parser.add_argument('--duration', type=int, default=10, help='seconds per wrk run')
     parser.add_argument('--rounds', type=int, default=3, help='rounds of each mode')
     parser.add_argument('--app', default=os.path.dirname(BENCH_DIR), help='folder of landing.py')
     parser.add_argument('--connections', type=int, default=100)
@@ -106,8 +106,8 @@ def main(argv=None):
     for mode, runs in results.items():
         medians[mode] = statistics.median(run['rps'] for run in runs)
         p99 = statistics.median(run['p99_ms'] for run in runs)
-        print(f'  {mode:<8} {medians[mode]:9,.0f} req/s   p99 {p99:6.1f} ms   '
-              f'(rounds: {", ".join(f"{run["rps"]:,.0f}" for run in runs)})')
+        rounds = ', '.join(f"{run['rps']:,.0f}" for run in runs)
+        print(f'  {mode:<8} {medians[mode]:9,.0f} req/s   p99 {p99:6.1f} ms   (rounds: {rounds})')
     print(f'  scraped / plain: {medians["scraped"] / medians["plain"]:.3f}')
     if latencies:
         print(f'/metrics under that load: {len(latencies)} scrapes, p50 '
