@@ -1,6 +1,7 @@
 """Shared fixtures: free ports, the app as a real process, and the app called in-process."""
 import http.client
 import io
+import json
 import os
 import signal
 import socket
@@ -134,6 +135,17 @@ def start_server(tmp_path):
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture(scope='session')
+def fresh_settings():
+    """The settings a fresh `import landing` gives with no environment, read in a new process."""
+    done = subprocess.run(
+        [sys.executable, '-c', 'import json, landing, server; '
+         'print(json.dumps(server.settings_from({}), default=str))'],
+        cwd=ROOT, env={'PATH': os.environ.get('PATH', '')}, capture_output=True, text=True,
+        timeout=30, check=True)
+    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope='session')

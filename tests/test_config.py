@@ -1,8 +1,5 @@
 """Configuration: landing.py's seed, environment overrides, and what prod.conf declares."""
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 from cherrypy.lib import reprconf
@@ -10,17 +7,6 @@ from cherrypy.lib import reprconf
 import landing
 import server
 from conftest import ROOT, SEED
-
-
-@pytest.fixture(scope='module')
-def fresh_settings():
-    """The settings a fresh `import landing` gives with no environment, read in a new process."""
-    done = subprocess.run(
-        [sys.executable, '-c', 'import json, landing, server; '
-         'print(json.dumps(server.settings_from({}), default=str))'],
-        cwd=ROOT, env={'PATH': os.environ.get('PATH', '')}, capture_output=True, text=True,
-        timeout=30, check=True)
-    return json.loads(done.stdout)
 
 
 def test_defaults_are_the_seeds_in_landing_py(fresh_settings):

@@ -12,7 +12,6 @@ import collections
 import email.utils
 import glob
 import http
-import json
 import os
 import re
 import shutil
@@ -393,17 +392,6 @@ def configuration_table():
     return rows
 
 
-@pytest.fixture(scope='module')
-def fresh_defaults():
-    """The settings of a fresh `import landing` with no environment, read in a new process."""
-    done = subprocess.run(
-        [sys.executable, '-c', 'import json, landing, server; '
-         'print(json.dumps(server.settings_from({}), default=str))'],
-        cwd=ROOT, env={'PATH': os.environ.get('PATH', '')}, capture_output=True, text=True,
-        timeout=30, check=True)
-    return json.loads(done.stdout)
-
-
 def test_configuration_table_lists_exactly_the_variables_server_py_reads():
     """The table's variables are the ones settings_from() looks up in the environment."""
     environ = NamesAskedFor()
@@ -412,24 +400,24 @@ def test_configuration_table_lists_exactly_the_variables_server_py_reads():
     assert set(configuration_table()) == environ.asked
 
 
-def test_configuration_table_gives_host_and_its_default(fresh_defaults):
+def test_configuration_table_gives_host_and_its_default(fresh_settings):
     """HOST defaults to the host landing.py seeds."""
     default, _ = configuration_table()['HOST']
-    assert default == fresh_defaults['server.socket_host']
+    assert default == fresh_settings['server.socket_host']
 
 
-def test_configuration_table_gives_log_format_its_default_and_choices(fresh_defaults):
+def test_configuration_table_gives_log_format_its_default_and_choices(fresh_settings):
     """LOG_FORMAT defaults to combined and accepts the formats server.py knows."""
     default, accepts = configuration_table()['LOG_FORMAT']
-    assert default == fresh_defaults['server.log_format']
+    assert default == fresh_settings['server.log_format']
     assert accepts == ', '.join(f'`{name}`' for name in server.LOG_FORMATS)
 
 
 @pytest.mark.parametrize('name', sorted(server.WHOLE_NUMBER_VARIABLES))
-def test_configuration_table_gives_each_number_its_default_and_range(fresh_defaults, name):
+def test_configuration_table_gives_each_number_its_default_and_range(fresh_settings, name):
     """Each number's default is what a fresh start uses, and its range what server.py accepts."""
     key, low, high = server.WHOLE_NUMBER_VARIABLES[name]
-    assert configuration_table()[name] == (str(fresh_defaults[key]), f'{low}–{high}')
+    assert configuration_table()[name] == (str(fresh_settings[key]), f'{low}–{high}')
 
 
 # ------------------------------------------------------------------ the screenshot
