@@ -6,11 +6,10 @@ One scrape target per container, served by the supervisor process, holding:
   route is the handler (`Landing.index`, `static`, `unmatched`, `refused`), never the raw
   path, so query strings and random 404 paths cannot explode the label set.
 - landing_threads_busy / landing_threads_total: Python threads holding a request, and the
-  pool (THREADS x WORKERS); landing_http_requests_in_flight adds the requests granian holds
-  waiting for a thread (granian_blocking_queue): the saturation signal.
-- granian's own figures (connections, threads, queue, busy time, respawns), read from its
-  exporter on loopback and passed through: measured once, by the server that has them.
+  pool (THREADS x WORKERS): busy at the pool size is saturation; landing_http_requests_in_flight
+  counts the requests being answered.
 - process_* for the supervisor and each worker, labelled by process.
+granian's own exporter stays off (server.py says why), so its figures are not passed on.
 Workers are separate processes, so their figures go through prometheus_client's
 multiprocess mode: files in a folder under /dev/shm (a tmpfs even in a read-only container).
 """
@@ -22,13 +21,11 @@ import shutil
 import tempfile
 import threading
 import time
-import urllib.request
 
 MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 # Latency of a landing page: from a cached answer (1 ms) to a stuck upstream (5 s).
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
-GRANIAN_TIMEOUT = 2
 # Seconds between two publications of a worker's busy threads.
 SAMPLE_EVERY = 0.25
 
@@ -165,35 +162,6 @@ class ProcessTree:
         yield from merged.values()
 
 
-class Granian:
-    """granian's exporter, read on loopback at each scrape, plus the in-flight figure."""
-
-    def __init__(self, port, busy_source):
-        self.url = f'http://127.0.0.1:{port}/metrics'
-        self.busy_source = busy_source
-
-    def collect(self):
-        """Yield granian's families and landing_http_requests_in_flight (busy + queued)."""
-        from prometheus_client.core import GaugeMetricFamily
-        from prometheus_client.parser import text_string_to_metric_families
-
-        queued = 0.0
-        try:
-            with urllib.request.urlopen(self.url, timeout=GRANIAN_TIMEOUT) as answer:  # noqa: S310
-                text = answer.read().decode()
-        except OSError:
-            text = ''  # granian's exporter starts after the workers: nothing to add yet
-        for family in text_string_to_metric_families(text):
-            if family.name == 'granian_blocking_queue':
-                queued = sum(sample.value for sample in family.samples)
-            yield family
-        in_flight = GaugeMetricFamily(
-            'landing_http_requests_in_flight',
-            'Requests being answered or waiting for a thread (busy threads + granian queue).')
-        in_flight.add_metric([], self.busy_source() + queued)
-        yield in_flight
-
-
 class MultiProcess:
     """The workers' figures from the multiprocess folder, forgetting workers that are gone."""
 
@@ -207,28 +175,32 @@ class MultiProcess:
         multiprocess.MultiProcessCollector(self.registry, path=folder)
 
     def collect(self):
-        """Yield the workers' metric families."""
+        """Yield the workers' metric families, and the requests in flight."""
+        from prometheus_client.core import GaugeMetricFamily
+
         for path in glob.glob(os.path.join(self.folder, 'gauge_live*.db')):
             pid = int(_LIVE_FILE.search(path).group(1))
             if not os.path.exists(f'/proc/{pid}'):
                 self.multiprocess.mark_process_dead(pid, self.folder)
-        yield from self.registry.collect()
+        families = list(self.registry.collect())
+        yield from families
+        in_flight = GaugeMetricFamily(
+            'landing_http_requests_in_flight',
+            'Requests being answered: one per busy thread (granian does not report the ones '
+            'still waiting for a thread).')
+        in_flight.add_metric([], sum(sample.value for family in families
+                                     if family.name == 'landing_threads_busy'
+                                     for sample in family.samples))
+        yield in_flight
 
-    def busy(self):
-        """Return the busy threads summed over the workers."""
-        return sum(sample.value for family in self.registry.collect()
-                   if family.name == 'landing_threads_busy' for sample in family.samples)
 
-
-def serve(host, port, folder, granian_port):
+def serve(host, port, folder):
     """Serve /metrics on host:port from this (the supervisor) process; return the server."""
     from prometheus_client import start_http_server
     from prometheus_client.registry import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
-    workers = MultiProcess(folder)
-    registry.register(workers)
+    registry.register(MultiProcess(folder))
     registry.register(ProcessTree())
-    registry.register(Granian(granian_port, workers.busy))
     server, _ = start_http_server(port, host, registry=registry)
     return server

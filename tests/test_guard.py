@@ -289,3 +289,29 @@ def test_a_host_longer_than_any_name_is_refused(in_process):
     """An 8 KB Host is no host: 400, like any other invalid one."""
     assert in_process('GET', '/', {'Host': 'a' * 8000})[0] == 400
     assert in_process('GET', '/', {'Host': 'a' * 253 + ':65535'})[0] == 200
+
+
+@pytest.mark.parametrize('answer, expected', [
+    ('café', b'caf\xc3\xa9'),
+    (b'bytes as they are', b'bytes as they are'),
+    (None, None),
+])
+def test_a_handler_may_return_str_bytes_or_nothing(answer, expected):
+    """A str answer is sent as UTF-8, bytes as they are, None as an empty body."""
+    cherrypy.serving.load(cherrypy._cprequest.Request(None, None), cherrypy._cprequest.Response())
+    try:
+        assert server.Utf8Handler(lambda: answer)() == expected
+    finally:
+        cherrypy.serving.clear()
+
+
+def test_a_handler_may_yield_str_and_bytes_and_gets_the_charset_named():
+    """A generator's str chunks are encoded one by one; the text type gets its charset."""
+    cherrypy.serving.load(cherrypy._cprequest.Request(None, None), cherrypy._cprequest.Response())
+    try:
+        cherrypy.serving.response.headers['Content-Type'] = 'text/plain'
+        chunks = server.Utf8Handler(lambda: (part for part in ('é', b'!')))()
+        assert list(chunks) == [b'\xc3\xa9', b'!']
+        assert cherrypy.serving.response.headers['Content-Type'] == 'text/plain; charset=utf-8'
+    finally:
+        cherrypy.serving.clear()

@@ -402,7 +402,8 @@ def test_serves_the_app_from_local_venv_on_loopback(app_copy, fake_docker, proce
     """--local, or no engine answering: says so, serves on 127.0.0.1:PORT, SIGTERM exits 0."""
     port = free_port()
     log = tmp_path / 'run.log'
-    env = fake_docker.env(PORT=str(port), FAKE_DOCKER_INFO=info)
+    env = fake_docker.env(PORT=str(port), FAKE_DOCKER_INFO=info,
+                          METRICS_PORT=str(free_port()))  # servers run side by side here
     proc = start_script(app_copy / 'run.sh', args, env, processes, log)
     wait_answering(proc, log, lambda: request(port, 'GET', '/healthcheck', timeout=2)[0] == 200,
                    deadline=15)
@@ -423,7 +424,8 @@ def test_local_dev_serves_an_edit_to_the_page_within_2_s(app_copy, fake_docker, 
     port = free_port()
     log = tmp_path / 'run.log'
     proc = start_script(app_copy / 'run.sh', ['--local', '--dev'],
-                        fake_docker.env(PORT=str(port)), processes, log)
+                        fake_docker.env(PORT=str(port), METRICS_PORT=str(free_port())),
+                        processes, log)
     wait_answering(proc, log, lambda: request(port, 'GET', '/', timeout=2)[0] == 200,
                    deadline=15)
     edit_heading(app_copy, 'Edited locally')

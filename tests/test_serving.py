@@ -81,11 +81,11 @@ def test_start_up_stops_at_once_if_signalled_early(signalled):
 
 @pytest.mark.parametrize('parent_alive', [True, False])
 def test_a_worker_asks_to_die_with_its_supervisor(parent_alive):
-    """prctl(PR_SET_PDEATHSIG, SIGTERM); a supervisor already gone means stopping at once."""
+    """prctl(PR_SET_PDEATHSIG, SIGKILL); a supervisor already gone means stopping at once."""
     libc = mock.Mock()
     supervisor = os.getppid() if parent_alive else -1
     with mock.patch.object(server.ctypes, 'CDLL', return_value=libc), \
             mock.patch.object(server.os, 'kill') as kill:
         server.die_with_supervisor(supervisor)
-    libc.prctl.assert_called_once_with(server.PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl.assert_called_once_with(server.PR_SET_PDEATHSIG, signal.SIGKILL)
     assert kill.called is not parent_alive
