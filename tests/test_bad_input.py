@@ -167,6 +167,7 @@ generated_requests = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, derandomize=True,
           suppress_health_check=[Hypothesis.function_scoped_fixture, Hypothesis.too_slow])
 @given(raw=generated_requests)

@@ -78,6 +78,7 @@ def test_pre_opened_and_idle_connections_cannot_starve_ten_threads(
     assert seconds < 1
 
 
+@pytest.mark.slow
 def test_stock_settings_are_starved_by_pre_opened_connections(start_server, held_sockets):
     """The same measurement fails on CherryPy's stock server, cheroot: 20 silent connections.
 

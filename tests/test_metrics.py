@@ -163,6 +163,7 @@ def test_a_metrics_port_in_use_stops_start_up_with_one_line(start_server):
         f'landing: cannot listen on 127.0.0.1:{blocker.port}: Address already in use']
 
 
+@pytest.mark.slow
 def test_a_saturated_pool_shows_before_the_health_check_slows(metered):
     """THREADS=2 and six slow requests: busy threads and in-flight reach the pool size.
 
@@ -244,6 +245,7 @@ def prometheus(tmp_path):
             proc.wait()
 
 
+@pytest.mark.slow
 def test_a_real_prometheus_scrapes_the_app_and_counts_what_was_sent(metered, prometheus):
     """Up == 1, and the request counter Prometheus stored equals the requests the test sent."""
     served, metrics_port = metered()
