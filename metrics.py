@@ -116,7 +116,7 @@ class RequestMetrics:
 def route_of(request):
     """Return the route label for a CherryPy request: its handler, 'static' or 'unmatched'."""
     handler = getattr(request, 'handler', None)
-    handler = getattr(handler, 'oldhandler', handler)  # tools.encode wraps the page handler
+    handler = getattr(handler, 'oldhandler', handler)  # server.Utf8Handler wraps the page handler
     callable_ = getattr(handler, 'callable', None)
     if callable_ is not None:
         return getattr(callable_, '__qualname__', 'handler')

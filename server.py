@@ -14,10 +14,16 @@ The app (landing.py) stays a plain CherryPy app; this module serves it. Its piec
   dispatch slow, Range headers that would multiply an answer, garbage date validators, and
   granian's `HTTP/1` protocol name. It also puts the security headers on every answer and
   sends small answers in one piece (so a slow reader never holds a thread).
-- The access log: one Combined Log Format line per request on stdout, written by CherryPy's
-  own hook; a handler opts out with `request.access_log = False` (the health check does).
+- Handlers (`tools.handler`): query parameters a handler does not take are dropped (ad links
+  carry utm_*, fbclid...), and a str answer is sent as UTF-8 with its charset named.
+- The access log: one Combined Log Format (or LOG_FORMAT=json) line per request on stdout,
+  written by CherryPy's own hook; a handler opts out with `request.access_log = False` (the
+  health check does).
 - Draining: with DRAIN_SECONDS, SIGTERM first fails the health check and closes kept-alive
   connections for that long, then stops; granian then finishes in-flight requests.
+- Processes: signals during start-up are kept and acted on; workers die with their
+  supervisor; RELOAD=1 restarts them on an edit; with METRICS_PORT the supervisor serves
+  Prometheus metrics (metrics.py).
 """
 import os
 import signal
@@ -46,6 +52,7 @@ import resource  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import typing  # noqa: E402
 import urllib.parse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -204,8 +211,6 @@ def ignore_unused_params():
     if accepted is not None:
         for name in [name for name in request.params if name not in accepted]:
             del request.params[name]
-
-
 
 
 # ------------------------------------------------------------------ str answers
@@ -458,8 +463,9 @@ class Guard:
             return start_response(status, self.headers(headers), exc_info)
 
         answer = self.app(environ, start)
-        # Which handler answered, for the metrics: CherryPy forgets once the answer closes.
-        environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
+        if self.metrics is not None:
+            # Which handler answered: CherryPy forgets once the answer closes.
+            environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
         length = sized[-1] if sized else None
         if length is None or not length.isdigit() or int(length) > ONE_PIECE:
             return answer
@@ -519,22 +525,31 @@ GRANIAN_LOGGING = {
 }
 
 
+class MetricsSettings(typing.NamedTuple):
+    """Where the supervisor serves /metrics, the workers' shared folder, and each pool's size."""
+
+    host: str
+    port: int
+    folder: str
+    threads: int
+
+
 class Server(MPServer):
     """granian's process supervisor, serving `app` in its workers, draining before it stops.
 
-    With metrics on it also serves /metrics (metrics.py) once the workers are started.
+    With `metrics` (a MetricsSettings) it also serves /metrics (metrics.py) once the workers
+    are started.
     """
 
     app = None
     drain_seconds = 0
-    metrics = None  # (host, port, multiprocess folder, threads per worker) when on
+    metrics = None
 
     def startup(self, spawn_target, target_loader):
         """Start as granian does, then serve /metrics from this process."""
         super().startup(spawn_target, target_loader)
         if self.metrics:
-            host, port, folder, _ = self.metrics
-            metrics.serve(host, port, folder)
+            metrics.serve(self.metrics.host, self.metrics.port, self.metrics.folder)
 
     def shutdown(self, exit_code=0):
         """Stop as granian does, then remove the metrics' multiprocess folder."""
@@ -542,24 +557,15 @@ class Server(MPServer):
             super().shutdown(exit_code)
         finally:
             if self.metrics:
-                metrics.remove_directory(self.metrics[2])
+                metrics.remove_directory(self.metrics.folder)
 
     def load_app(self, _target):
-        """Start CherryPy's engine in a worker process just forked, and return the app.
-
-        The engine runs its plugins and 'start' subscribers, without its signal handlers:
-        granian's handle the worker's signals, once it installs them after this returns.
-        """
-        hand_over_early_signals()
-        die_with_supervisor(self.pid)
+        """Start CherryPy's engine in a worker process just forked, and return the app."""
+        begin_worker(self.pid)
         if self.metrics:
             self.app.metrics = metrics.RequestMetrics(
-                self.metrics[3], sample_every=metrics.SAMPLE_EVERY)
-        cherrypy.engine.start()
-        # granian returns from the worker once in-flight requests are answered; the process
-        # then ends through multiprocessing's exit path, which runs its finalizers but not
-        # atexit: stop the engine there, so 'stop' subscribers (pools, files) run.
-        multiprocessing.util.Finalize(None, cherrypy.engine.exit, exitpriority=10)
+                self.metrics.threads, sample_every=metrics.SAMPLE_EVERY)
+        start_engine()
         return self.app
 
     def signal_handler_interrupt(self, signum=signal.SIGTERM, *args, **kwargs):
@@ -624,6 +630,24 @@ def hand_over_early_signals(deadline=30):
             time.sleep(0.1)
 
     threading.Thread(target=hand_over, name='hand-over-signals', daemon=True).start()
+
+
+def begin_worker(supervisor):
+    """First steps of a worker process: keep early signals for granian, die with `supervisor`."""
+    hand_over_early_signals()
+    die_with_supervisor(supervisor)
+
+
+def start_engine():
+    """Start CherryPy's engine in a worker, and have it stopped when the worker ends.
+
+    The engine runs its plugins and 'start' subscribers, without its signal handlers:
+    granian's handle the worker's signals. granian returns from the worker once in-flight
+    requests are answered; the process then ends through multiprocessing's exit path, which
+    runs its finalizers but not atexit: the engine stops there, so 'stop' subscribers run.
+    """
+    cherrypy.engine.start()
+    multiprocessing.util.Finalize(None, cherrypy.engine.exit, exitpriority=10)
 
 
 def stop_if_signalled_early(server):
@@ -703,8 +727,9 @@ def mount(root, config_path):
     app = cherrypy.tree.mount(root, '', {'/': {
         'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
     app.merge(config_path)
+    # The cap configure() gave CherryPy's reader (server.* settings stay out of its config).
     return Guard(cherrypy.tree, _draining, cherrypy.config.get(
-        'server.max_request_body_size', DEFAULTS['server.max_request_body_size']))
+        'request.body.maxbytes', DEFAULTS['server.max_request_body_size']))
 
 
 def build_server(settings, app):
@@ -740,19 +765,18 @@ def build_server(settings, app):
     server.app = app
     server.drain_seconds = settings['server.drain_seconds']
     if settings['server.metrics_port'] and not settings['server.reload']:
-        server.metrics = (settings['server.bind_address'], settings['server.metrics_port'],
-                          metrics.prepare_directory(), settings['server.thread_pool'])
+        server.metrics = MetricsSettings(
+            settings['server.bind_address'], settings['server.metrics_port'],
+            metrics.prepare_directory(), settings['server.thread_pool'])
     return server
 
 
 def load_fresh_app(root_class, config_path, supervisor, _target):
     """Build the app anew in a spawned worker (RELOAD=1): the edited code, imported afresh."""
-    hand_over_early_signals()
-    die_with_supervisor(supervisor)
+    begin_worker(supervisor)
     configure(os.environ)
     app = mount(root_class(), config_path)
-    cherrypy.engine.start()
-    multiprocessing.util.Finalize(None, cherrypy.engine.exit, exitpriority=10)
+    start_engine()
     return app
 
 
