@@ -65,6 +65,12 @@ if ! timeout 20 docker info >/dev/null 2>&1; then
   say "no Docker engine answers (docker info failed); running locally instead"
   run_local
 fi
+# --dev mounts this folder into a container whose server runs as UID 10001: it must be able to
+# enter the folder and read the app (a checkout made with umask 077, or in `mktemp -d`, is not).
+if $dev && [[ -n "$(find . landing.py -maxdepth 0 \( -type d ! -perm -o=rx -o -type f ! -perm -o=r \) -print -quit)" ]]; then
+  say "--dev: the container's user (UID 10001) cannot read $PWD; run: chmod -R o+rX ."
+  exit 1
+fi
 
 # The base image must be local or pullable; without a registry, say what to set instead of
 # letting the build fail on FROM.

@@ -106,9 +106,13 @@ def copy_checkout(destination):
     For tests that edit the app: a container mounting the copy sees the edit, the checkout
     stays as it is. Returns the copy's path.
     """
-    return shutil.copytree(ROOT, destination, ignore=shutil.ignore_patterns(
+    copy = shutil.copytree(ROOT, destination, ignore=shutil.ignore_patterns(
         '.git', '.venv', '__pycache__', '.*_cache', '.hypothesis', '.coverage*', 'htmlcov',
         'test-output', 'tests', 'bench', 'deploy', 'docs'))
+    # copytree gives the copy the checkout's own mode, 0700 when it was cloned into
+    # `mktemp -d`; the container's user (UID 10001) must be able to enter it, as in a checkout.
+    os.chmod(copy, 0o755)  # noqa: S103 (readable by the container, as a checkout is)
+    return copy
 
 
 def has_bridge_network():

@@ -554,3 +554,17 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
     assert 'reload=on' in log.read_text()
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=30) == 143
+
+
+@pytest.mark.parametrize('unreadable', ['folder', 'landing.py'])
+def test_dev_refuses_a_folder_the_containers_user_cannot_read(app_copy, fake_docker, unreadable):
+    """--dev: a folder (or landing.py) others cannot read gets one line saying what to do."""
+    (app_copy if unreadable == 'folder' else app_copy / 'landing.py').chmod(
+        0o700 if unreadable == 'folder' else 0o600)
+    result = subprocess.run([app_copy / 'run.sh', '--dev'], env=fake_docker.env(),
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f'run.sh: --dev: the container\'s user (UID 10001) cannot read {app_copy}; '
+        'run: chmod -R o+rX .')
+    assert fake_docker.calls() == [['info']]
