@@ -252,11 +252,14 @@ def test_no_tests_builds_and_serves_the_runtime_target_only(fake_docker):
     ]
 
 
-def test_dev_mounts_the_source_read_only_over_app_with_reload(fake_docker):
+def test_dev_mounts_the_source_read_only_over_app_with_reload(fake_docker, tmp_path):
     """--dev: the runtime image serves the source folder (read-only) with RELOAD=1; no tests."""
-    result = run_script(['--dev'], fake_docker.env(PORT='8124'))
+    # A copy readable by others, as a checkout is: this one may sit in a private folder.
+    source = copy_checkout(tmp_path / 'source')
+    result = subprocess.run([source / 'run.sh', '--dev'], env=fake_docker.env(PORT='8124'),
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
     assert result.returncode == 0, result.stderr
-    mount = f'type=bind,source={ROOT},target=/app,readonly'
+    mount = f'type=bind,source={source},target=/app,readonly'
     assert fake_docker.calls('build', 'run') == [
         build('runtime', 'landing'),
         serve('landing', 'landing', '--publish', '8124:80', '--mount', mount, '--env',
