@@ -43,7 +43,10 @@ FAKE_DOCKER = r"""#!/usr/bin/env bash
 # Stand-in for the docker CLI: records each call, answers as the test configured it.
 printf '%q ' "$@" >>"$FAKE_DOCKER_CALLS"; echo >>"$FAKE_DOCKER_CALLS"
 case "$1 ${2:-}" in
-  "info "*) exit "${FAKE_DOCKER_INFO:-0}" ;;
+  "info "*)
+    # FAKE_DOCKER_INFO_ERROR: what the real CLI says on failing (no engine, no permission).
+    [[ "${FAKE_DOCKER_INFO:-0}" == 0 ]] || echo "${FAKE_DOCKER_INFO_ERROR:-}" >&2
+    exit "${FAKE_DOCKER_INFO:-0}" ;;
   "image inspect")
     # With --format: the test image's ID; without: whether the base image is local.
     if [[ "$3" == --format ]]; then echo "${FAKE_DOCKER_TEST_ID}"; exit 0; fi
@@ -51,12 +54,20 @@ case "$1 ${2:-}" in
   "pull "*) exit "${FAKE_DOCKER_PULL:-1}" ;;
   "network inspect") exit "${FAKE_DOCKER_BRIDGE:-0}" ;;
   "container inspect")
+    # FAKE_DOCKER_RUNNING="name=url ...": containers running, with the address they serve.
+    if [[ "$4" == *org.landing.url* ]]; then
+      for entry in ${FAKE_DOCKER_RUNNING:-}; do
+        if [[ "${entry%%=*}" == "${*: -1}" ]]; then echo "running ${entry#*=}"; exit 0; fi
+      done
+    fi
     # FAKE_DOCKER_CONTAINERS="name=label-value ...": the containers that exist, and their label.
     for entry in ${FAKE_DOCKER_CONTAINERS:-}; do
       if [[ "${entry%%=*}" == "${*: -1}" ]]; then echo "${entry#*=}"; exit 0; fi
     done
     exit 1 ;;
-  "run "*) [[ " $* " == *" --network none "* ]] && exit "${FAKE_DOCKER_SUITE:-0}" ;;
+  "run "*)
+    [[ " $* " == *" --network none "* ]] && exit "${FAKE_DOCKER_SUITE:-0}"
+    exit "${FAKE_DOCKER_SERVE:-0}" ;;
 esac
 exit 0
 """
@@ -137,8 +148,13 @@ def build(target, tag, *build_arg):
 
 
 def serve(name, image, *network):
-    """Return the `docker run` call that serves `image` as container `name`, hardened."""
-    return ['run', '--rm', '--name', name, '--label', LABEL, '--sig-proxy=false', *HARDENED,
+    """Return the `docker run` call that serves `image` as container `name`, hardened.
+
+    Docker restarts it after a crash; it is labelled with the address it serves.
+    """
+    host_port = network[1].split(':')[0] if network[0] == '--publish' else network[3][5:]
+    return ['run', '--restart', 'on-failure', '--name', name, '--label', LABEL, '--label',
+            f'org.landing.url=http://localhost:{host_port}/', '--sig-proxy=false', *HARDENED,
             *network, image]
 
 
@@ -285,7 +301,6 @@ def test_engine_without_a_bridge_serves_on_the_host_network_on_port(fake_docker,
               'METRICS_PORT=0')]
     assert said(result)[0] == ('run.sh: this engine has no bridge network: the container uses '
                                f"the host's network, on PORT={expected}")
-    assert f'http://localhost:{expected}/' in result.stderr
 
 
 def test_base_image_neither_local_nor_pullable_says_set_python_image_in_one_line(fake_docker):
@@ -317,6 +332,8 @@ def test_removes_its_own_previous_containers_before_starting_new_ones(fake_docke
         contract_tests('landing-tests', 'landing-tests'),
         ['rm', '--force', 'landing'],
         serve('landing', 'landing', '--publish', '80:80'),
+        # Once the server has stopped for good (no --rm: Docker may restart it).
+        ['rm', '--force', 'landing'],
     ]
 
 
@@ -344,7 +361,7 @@ def test_container_gets_a_tty_only_when_run_sh_has_one(fake_docker, tmp_path):
         os.close(terminal)
         os.close(controller)
     assert code == 0
-    assert '--tty' in fake_docker.calls()[-1]
+    assert '--tty' in fake_docker.calls('run')[-1]
 
 
 # ---- Without Docker: the same app from a local .venv ----------------------------------------
@@ -559,15 +576,19 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
     assert proc.wait(timeout=30) == 143
 
 
-@pytest.mark.parametrize('unreadable', ['folder', 'landing.py'])
-def test_dev_refuses_a_folder_the_containers_user_cannot_read(app_copy, fake_docker, unreadable):
-    """--dev: a folder (or landing.py) others cannot read gets one line saying what to do."""
-    (app_copy if unreadable == 'folder' else app_copy / 'landing.py').chmod(
-        0o700 if unreadable == 'folder' else 0o600)
-    result = subprocess.run([app_copy / 'run.sh', '--dev'], env=fake_docker.env(),
+@pytest.mark.parametrize('args', [[], ['--dev']], ids=['image', '--dev'])
+@pytest.mark.parametrize('unreadable', ['.', 'landing.py', 'static/site.css', 'tests'])
+def test_refuses_a_checkout_the_containers_user_cannot_read(app_copy, fake_docker, unreadable,
+                                                             args):
+    """A folder or file others cannot read (umask 077): one line naming it, no build, exit 1."""
+    (app_copy / 'tests').mkdir()
+    path = app_copy / unreadable
+    path.chmod(0o700 if path.is_dir() else 0o600)
+    result = subprocess.run([app_copy / 'run.sh', *args], env=fake_docker.env(),
                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == (
-        f'run.sh: --dev: the container\'s user (UID 10001) cannot read {app_copy}; '
-        'run: chmod -R o+rX .')
+    named = app_copy if unreadable == '.' else path
+    assert result.stderr.splitlines() == [
+        f"run.sh: the container's user (UID 10001) cannot read {named} (a checkout made under "
+        f'umask 077?); run: chmod -R o+rX {app_copy}']
     assert fake_docker.calls() == [['info']]
