@@ -4,12 +4,15 @@ Most tests put a stand-in `docker` first on PATH that records its calls and answ
 test sets it up, so they run anywhere in a second; the last ones run run.sh against the real
 engine the way CI can (no TTY), and skip without an engine unless REQUIRE_DOCKER=1.
 """
+import ast
 import hashlib
 import os
 import pty
+import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +20,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, free_port, request, wait_until
+from conftest import ROOT, free_port, landing, request, wait_until
 from containers import (
     Container,
     copy_checkout,
@@ -350,6 +353,46 @@ def test_never_removes_a_container_it_did_not_start(fake_docker, existing):
     assert serve('landing', 'landing', '--publish', '80:80') not in fake_docker.calls('run')
 
 
+@pytest.mark.parametrize('name', ['landing', 'landing-tests'])
+def test_a_second_run_leaves_the_first_ones_running_container_alone(fake_docker, name):
+    """A container of run.sh's still running: one line saying where; no build, no removal."""
+    env = fake_docker.env(FAKE_DOCKER_CONTAINERS=f'{name}=1',
+                          FAKE_DOCKER_RUNNING=f'{name}=http://localhost:8125/')
+    result = run_script([], env)
+    assert result.returncode == 1
+    assert said(result) == [
+        f'run.sh: {name} is already running, serving http://localhost:8125/ (another ./run.sh '
+        f'started it): stop it there with Ctrl-C (or docker stop {name}), or set '
+        'LANDING_CONTAINER and PORT to run a second one']
+    assert fake_docker.calls('build', 'rm', 'run', 'stop') == []
+
+
+@pytest.fixture
+def taken_port():
+    """A loopback port something else listens on, as another server would."""
+    with socket.socket() as listener:
+        listener.bind(('127.0.0.1', 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_a_port_already_taken_is_said_before_building(fake_docker, taken_port):
+    """Something listens on PORT already: one line saying so, and nothing is built or run."""
+    result = run_script([], fake_docker.env(PORT=str(taken_port)))
+    assert result.returncode == 1
+    assert said(result) == [f'run.sh: something already listens on port {taken_port} (another '
+                            './run.sh?): set PORT to a free port']
+    assert fake_docker.calls('build', 'run') == []
+
+
+def test_a_server_that_never_answers_is_never_said_to_be_serving(fake_docker):
+    """`docker run` fails (a port taken meanwhile, say): no "serving" line, its status is kept."""
+    result = run_script(['--no-tests'], fake_docker.env(PORT=str(free_port()),
+                                                        FAKE_DOCKER_SERVE='125'))
+    assert result.returncode == 125
+    assert not [line for line in said(result) if 'serving' in line]
+
+
 def test_container_gets_a_tty_only_when_run_sh_has_one(fake_docker, tmp_path):
     """On a terminal the server container gets -t (Ctrl-C, colours); under CI it does not."""
     controller, terminal = pty.openpty()
@@ -405,37 +448,127 @@ def wait_answering(proc, log, answers, deadline):
     return time.monotonic() - started
 
 
-def edit_heading(app, text):
-    """Change the page's heading in the copy's landing.py to `text`."""
-    landing = app / 'landing.py'
-    source = landing.read_text()
-    assert '<h1>Landing</h1>' in source
-    landing.write_text(source.replace('<h1>Landing</h1>', f'<h1>{text}</h1>'))
+def edit_page(app, text):
+    """Append `text` to whatever page the copy's landing.py serves; return it as bytes.
+
+    The line goes right after the PAGE assignment, so any page the user wrote gets it.
+    """
+    landing_py = app / 'landing.py'
+    source = landing_py.read_text()
+    [assignment] = [node for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                    and any(getattr(target, 'id', None) == 'PAGE' for target in node.targets)]
+    lines = source.splitlines(keepends=True)
+    lines.insert(assignment.end_lineno, f'PAGE += {f"<p>{text}</p>"!r}\n')
+    landing_py.write_text(''.join(lines))
+    return f'<p>{text}</p>'.encode()
 
 
-@pytest.mark.parametrize('args, info, message', [
-    (['--local'], '0', '--local: running without Docker'),
-    ([], '1', 'no Docker engine answers'),
-], ids=['--local', 'no-engine'])
+def run_script_in(app, args, env):
+    """Run `app`'s run.sh with `args` to the end, without a TTY; return the CompletedProcess."""
+    return subprocess.run([app / 'run.sh', *args], env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=30)
+
+
+SERVING = re.compile(r'^run\.sh: serving http://127\.0\.0\.1:(\d+)/', re.MULTILINE)
+PERMISSION_DENIED = ('permission denied while trying to connect to the Docker daemon socket at '
+                     'unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/'
+                     'info": dial unix /var/run/docker.sock: connect: permission denied')
+
+
+def wait_said_serving(proc, log, port):
+    """Wait for run.sh's "serving" line; the server must answer the moment it is printed."""
+    wait_answering(proc, log, lambda: SERVING.search(log.read_text()), deadline=30)
+    assert SERVING.search(log.read_text()).group(1) == str(port)
+    assert request(port, 'GET', '/healthcheck', timeout=2)[0] == 200
+
+
+@pytest.mark.parametrize('args, info, error, message', [
+    (['--local'], '0', '', '--local: running without Docker'),
+    ([], '1', 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock.',
+     'no Docker engine answers (docker info failed); running locally instead'),
+    ([], '1', PERMISSION_DENIED,
+     'Docker refuses you: permission denied on its socket (join the docker group: sudo usermod '
+     '-aG docker "$USER", then log in again); running locally instead'),
+], ids=['--local', 'no-engine', 'no-permission'])
 def test_serves_the_app_from_local_venv_on_loopback(app_copy, fake_docker, processes, tmp_path,
-                                                     args, info, message):
-    """--local, or no engine answering: says so, serves on 127.0.0.1:PORT, SIGTERM exits 0."""
+                                                     args, info, error, message):
+    """--local, or no engine (or no right to it): says so, serves on 127.0.0.1:PORT, SIGTERM 0.
+
+    "serving" is said once the server answers, not before.
+    """
     port = free_port()
     log = tmp_path / 'run.log'
-    env = fake_docker.env(PORT=str(port), FAKE_DOCKER_INFO=info,
-                          METRICS_PORT=str(free_port()))  # servers run side by side here
+    env = fake_docker.env(PORT=str(port), FAKE_DOCKER_INFO=info, FAKE_DOCKER_INFO_ERROR=error)
     proc = start_script(app_copy / 'run.sh', args, env, processes, log)
-    wait_answering(proc, log, lambda: request(port, 'GET', '/healthcheck', timeout=2)[0] == 200,
-                   deadline=15)
-    assert request(port, 'GET', '/')[0] == 200
-    # exec: the PID run.sh started with is now the server, which stops gracefully.
+    wait_said_serving(proc, log, port)
+    assert request(port, 'GET', '/')[2] == landing.PAGE.encode()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     output = log.read_text()
-    assert message in output
+    assert f'run.sh: {message}' in output.splitlines()
     assert f'host=127.0.0.1 port={port}' in output
     assert 'reload=on' not in output
     assert fake_docker.calls() == ([] if args else [['info']])
+
+
+def test_two_local_servers_on_different_ports_both_serve(app_copy, fake_docker, processes,
+                                                         tmp_path):
+    """Two --local on their own PORTs start side by side: metrics are off unless asked for."""
+    ports = [free_port(), free_port()]
+    runs = []
+    for port in ports:
+        log = tmp_path / f'run-{port}.log'
+        proc = start_script(app_copy / 'run.sh', ['--local'], fake_docker.env(PORT=str(port)),
+                            processes, log)
+        runs.append((proc, log, port))
+    for proc, log, port in runs:
+        wait_said_serving(proc, log, port)
+    for proc, _, port in runs:
+        assert request(port, 'GET', '/healthcheck')[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
+def test_a_second_local_run_on_the_same_port_leaves_the_first_serving(
+        app_copy, fake_docker, processes, tmp_path):
+    """A second --local on the first one's PORT: one line, exit 1; the first keeps serving."""
+    port = free_port()
+    log = tmp_path / 'first.log'
+    first = start_script(app_copy / 'run.sh', ['--local'], fake_docker.env(PORT=str(port)),
+                         processes, log)
+    wait_said_serving(first, log, port)
+    second = run_script_in(app_copy, ['--local'], fake_docker.env(PORT=str(port)))
+    assert second.returncode == 1
+    assert said(second)[-1] == (f'run.sh: something already listens on port {port} (another '
+                                './run.sh?): set PORT to a free port')
+    assert first.poll() is None
+    assert request(port, 'GET', '/healthcheck')[0] == 200
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=15) == 0
+
+
+def server_pid(log):
+    """Return granian's main PID, as the server's start-up lines in `log` name it."""
+    return int(re.search(r'Starting granian \(main PID: (\d+)\)', log.read_text()).group(1))
+
+
+def test_closing_the_terminal_stops_the_local_server(app_copy, fake_docker, processes, tmp_path):
+    """A hang-up to run.sh's process group (the terminal closing) stops the server for good.
+
+    The server alone would take SIGHUP as "reload its workers" and go on serving.
+    """
+    port = free_port()
+    log = tmp_path / 'run.log'
+    proc = start_script(app_copy / 'run.sh', ['--local'], fake_docker.env(PORT=str(port)),
+                        processes, log)
+    wait_said_serving(proc, log, port)
+    server = server_pid(log)
+    os.killpg(proc.pid, signal.SIGHUP)
+    assert proc.wait(timeout=15) == 0
+    wait_until(lambda: not os.path.exists(f'/proc/{server}'), deadline=5, what='server gone')
+    with pytest.raises(ConnectionRefusedError):
+        request(port, 'GET', '/healthcheck', timeout=2)
+    assert 'ENGINE Bus EXITED' in log.read_text()
 
 
 def test_local_dev_serves_an_edit_to_the_page_within_2_s(app_copy, fake_docker, processes,
@@ -444,12 +577,10 @@ def test_local_dev_serves_an_edit_to_the_page_within_2_s(app_copy, fake_docker, 
     port = free_port()
     log = tmp_path / 'run.log'
     proc = start_script(app_copy / 'run.sh', ['--local', '--dev'],
-                        fake_docker.env(PORT=str(port), METRICS_PORT=str(free_port())),
-                        processes, log)
-    wait_answering(proc, log, lambda: request(port, 'GET', '/', timeout=2)[0] == 200,
-                   deadline=15)
-    edit_heading(app_copy, 'Edited locally')
-    wait_answering(proc, log, lambda: b'Edited locally' in request(port, 'GET', '/')[2],
+                        fake_docker.env(PORT=str(port)), processes, log)
+    wait_said_serving(proc, log, port)
+    marker = edit_page(app_copy, 'Edited locally')
+    wait_answering(proc, log, lambda: marker in request(port, 'GET', '/')[2],
                    deadline=LIVE_DEADLINE)
     assert 'reload=on' in log.read_text()
     proc.send_signal(signal.SIGTERM)
@@ -566,9 +697,9 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
     assert f'"Source":"{source_copy}","Destination":"/app"' in mounts
     assert '"RW":false' in mounts
 
-    edit_heading(source_copy, 'Edited in the container')
+    marker = edit_page(source_copy, 'Edited in the container').decode()
     seconds = wait_answering(
-        proc, log, lambda: 'Edited in the container' in (container.page() or ''),
+        proc, log, lambda: marker in (container.page() or ''),
         deadline=LIVE_DEADLINE)
     print(f'edit live in the container after {seconds:.1f} s')
     assert 'reload=on' in log.read_text()
