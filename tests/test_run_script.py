@@ -588,6 +588,108 @@ def test_local_dev_serves_an_edit_to_the_page_within_2_s(app_copy, fake_docker, 
     assert fake_docker.calls() == []
 
 
+# ---- The .venv that run.sh --local and test.sh share (.ci/venv.sh) ----------------------------
+
+NO_VENV_MODULE = ('venv: python3 cannot make a virtual environment (no venv or ensurepip '
+                  'module): install python3-venv (Debian/Ubuntu: apt-get install python3-venv), '
+                  'then run this again')
+UNUSABLE = ("venv: .venv is unusable (its creation was cut short, or it has no pip); making it "
+            'again')
+
+
+@pytest.fixture
+def python_without_ensurepip(tmp_path):
+    """A PATH whose python3 has no ensurepip, as Debian's and Ubuntu's lack python3-venv."""
+    shadow = tmp_path / 'shadow'
+    (shadow / 'ensurepip').mkdir(parents=True)
+    (shadow / 'ensurepip' / '__init__.py').write_text(
+        'raise ModuleNotFoundError("No module named \'ensurepip\'", name="ensurepip")\n')
+    folder = tmp_path / 'python-bin'
+    folder.mkdir()
+    base_python = os.path.realpath(sys.executable)  # this venv's interpreter, not the venv
+    (folder / 'python3').write_text(
+        f'#!/bin/sh\nPYTHONPATH={shlex.quote(str(shadow))} exec {shlex.quote(base_python)} "$@"\n')
+    (folder / 'python3').chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def without_venv(app):
+    """Remove the copy's ready .venv: the copy is then a fresh clone's."""
+    shutil.rmtree(app / '.venv')
+    return app
+
+
+@pytest.mark.parametrize('command', [['run.sh', '--local'], ['test.sh', '--co']],
+                         ids=['run.sh', 'test.sh'])
+@pytest.mark.parametrize('venv', ['none', 'without-pip'])
+def test_a_python3_without_venv_is_named_in_one_line_with_the_package(
+        app_copy, fake_docker, python_without_ensurepip, command, venv):
+    """No ensurepip (no python3-venv): one line naming the package, exit 1, nothing else.
+
+    A .venv left without pip by such a python3 is called unusable first, by both scripts.
+    """
+    without_venv(app_copy)
+    if venv == 'without-pip':
+        subprocess.run([os.path.realpath(sys.executable), '-m', 'venv', '--without-pip',
+                        app_copy / '.venv'], check=True, timeout=60)
+    result = subprocess.run([app_copy / command[0], *command[1:]],
+                            env=fake_docker.env(PATH=python_without_ensurepip),
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if not line.startswith('run.sh: ')]
+    assert lines == ([UNUSABLE] if venv == 'without-pip' else []) + [NO_VENV_MODULE]
+
+
+def ensure_venv(folder, *requirements, **popen):
+    """Start .ci/venv.sh's `ensure_venv .venv REQUIREMENTS` in `folder`, in its own session."""
+    script = f'source {shlex.quote(os.path.join(ROOT, ".ci", "venv.sh"))}; ensure_venv .venv "$@"'
+    return subprocess.Popen(['bash', '-c', script, 'ensure_venv', *requirements], cwd=folder,
+                            env=script_env(), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, **popen)
+
+
+def test_a_venv_whose_creation_was_interrupted_is_made_again(tmp_path):
+    """Ctrl-C while .venv is being created; the next run says it is unusable and remakes it."""
+    (tmp_path / 'requirements.txt').write_text('')
+    first = ensure_venv(tmp_path, 'requirements.txt')
+    wait_until(lambda: (tmp_path / '.venv' / 'bin' / 'python').exists(), deadline=30,
+               what='.venv being created')
+    os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
+    first.communicate(timeout=30)
+    assert first.returncode != 0
+    again = ensure_venv(tmp_path, 'requirements.txt')
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    assert stderr.splitlines()[:2] == [UNUSABLE, 'venv: creating .venv']
+    pip = subprocess.run([tmp_path / '.venv' / 'bin' / 'python', '-m', 'pip', '--version'],
+                         capture_output=True, timeout=60)
+    assert pip.returncode == 0
+    # Mended, it stays: the next run neither recreates nor reinstalls.
+    third = ensure_venv(tmp_path, 'requirements.txt')
+    assert third.communicate(timeout=60) == (None, '')
+    assert third.returncode == 0
+
+
+@pytest.mark.slow
+def test_run_sh_local_remakes_a_venv_without_pip_and_serves(app_copy, fake_docker, processes,
+                                                            tmp_path):
+    """A .venv without pip (made where python3-venv was missing): remade, installed, served."""
+    without_venv(app_copy)
+    subprocess.run([os.path.realpath(sys.executable), '-m', 'venv', '--without-pip',
+                    app_copy / '.venv'], check=True, timeout=60)
+    port = free_port()
+    log = tmp_path / 'run.log'
+    proc = start_script(app_copy / 'run.sh', ['--local'], fake_docker.env(PORT=str(port)),
+                        processes, log)
+    wait_answering(proc, log, lambda: SERVING.search(log.read_text()), deadline=300)
+    output = log.read_text().splitlines()
+    assert output[1:4] == [UNUSABLE, 'venv: creating .venv',
+                           'venv: installing requirements.txt into .venv']
+    assert request(port, 'GET', '/')[2] == landing.PAGE.encode()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+
+
 # ---- The real thing ------------------------------------------------------------------------
 
 @pytest.fixture
