@@ -730,18 +730,30 @@ def container_answers(container):
     return container.page() is not None
 
 
+def said_serving(log):
+    """Tell whether run.sh has said "serving" in `log`."""
+    return 'run.sh: serving' in log.read_text()
+
+
+def container_pid(container):
+    """Return the host's PID of the container's main process (the server)."""
+    return int(docker('inspect', '--format', '{{.State.Pid}}', container.name).stdout)
+
+
 @pytest.mark.slow
 def test_real_run_tests_in_the_image_serves_hardened_and_a_rerun_serves_within_15_s(
         real_run, processes, tmp_path):
     """Under CI (no TTY): tests pass in the image, the container is healthy and hardened.
 
-    SIGTERM stops and removes it; run again, the passed tests are skipped and it serves
-    within 15 s.
+    "serving" is said once it answers; a second run.sh leaves it alone and says where it is;
+    Docker restarts it after a crash; SIGTERM stops and removes it. Run again, the passed
+    tests are skipped and it serves within 15 s; a hang-up stops and removes it.
     """
     log = tmp_path / 'run.log'
     proc = start_script(RUN_SH, [], script_env(**real_run), processes, log)
     container = serving_container(real_run)
-    wait_answering(proc, log, lambda: container_answers(container), deadline=SERVING_DEADLINE)
+    wait_answering(proc, log, lambda: said_serving(log), deadline=SERVING_DEADLINE)
+    assert container_answers(container)
     output = log.read_text()
     assert (output.index('running the contract tests inside landing:') < output.index(' passed')
             < output.index('run.sh: serving'))
@@ -753,17 +765,37 @@ def test_real_run_tests_in_the_image_serves_hardened_and_a_rerun_serves_within_1
     inspected = docker('inspect', '--format',
                        '{{json .Config.Tty}} {{index .Config.Labels "org.landing.run-sh"}} '
                        '{{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}} '
-                       '{{json .HostConfig.SecurityOpt}} {{.HostConfig.NetworkMode}}',
+                       '{{json .HostConfig.SecurityOpt}} {{.HostConfig.RestartPolicy.Name}} '
+                       '{{.HostConfig.NetworkMode}}',
                        container.name).stdout.split()
-    assert inspected[:5] == ['false', '1', 'true', '["ALL"]', '["no-new-privileges"]']
+    assert inspected[:6] == ['false', '1', 'true', '["ALL"]', '["no-new-privileges"]',
+                             'on-failure']
     if has_bridge_network():
         bindings = docker('inspect', '--format', '{{json .HostConfig.PortBindings}}',
                           container.name).stdout
         assert f'"HostPort":"{real_run["PORT"]}"' in bindings
     else:
         # The host's network, on PORT: the server answers on the host's loopback.
-        assert inspected[5] == 'host'
+        assert inspected[6] == 'host'
         assert request(int(real_run['PORT']), 'GET', '/')[0] == 200
+
+    # A second run.sh with the same names: one line, and the first one's server is untouched.
+    started = docker('inspect', '--format', '{{.Id}} {{.State.StartedAt}}', container.name).stdout
+    second = run_script([], script_env(**real_run), timeout=120)
+    assert second.returncode == 1
+    assert said(second)[-1].startswith(
+        f'run.sh: {container.name} is already running, serving http://localhost:'
+        f'{real_run["PORT"]}/ (another ./run.sh started it)')
+    assert docker('inspect', '--format', '{{.Id}} {{.State.StartedAt}}',
+                  container.name).stdout == started
+    assert proc.poll() is None
+
+    # A crash (the kernel kills the server, as the OOM killer would): Docker starts it again.
+    os.kill(container_pid(container), signal.SIGKILL)
+    wait_answering(proc, log, lambda: 'Docker started it again' in log.read_text(), deadline=30)
+    wait_answering(proc, log, lambda: container_answers(container), deadline=30)
+    assert (f'run.sh: {container.name} exited with status 137; Docker started it again '
+            '(--restart on-failure)') in log.read_text().splitlines()
 
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=30) == 143
@@ -772,12 +804,15 @@ def test_real_run_tests_in_the_image_serves_hardened_and_a_rerun_serves_within_1
 
     rerun_log = tmp_path / 'rerun.log'
     rerun = start_script(RUN_SH, [], script_env(**real_run), processes, rerun_log)
-    seconds = wait_answering(rerun, rerun_log, lambda: container_answers(container),
+    seconds = wait_answering(rerun, rerun_log, lambda: said_serving(rerun_log),
                              deadline=WARM_DEADLINE)
+    assert container_answers(container)
     assert 'contract tests already passed' in rerun_log.read_text()
     print(f'warm re-run serving after {seconds:.1f} s')
-    os.kill(rerun.pid, signal.SIGTERM)
-    assert rerun.wait(timeout=30) == 143
+    # The terminal closing: a hang-up to run.sh's process group.
+    os.killpg(rerun.pid, signal.SIGHUP)
+    assert rerun.wait(timeout=30) == 129
+    assert docker('ps', '--all', '--quiet', '--filter', f'name=^/{container.name}$').stdout == ''
 
 
 @pytest.fixture
@@ -794,7 +829,8 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
     proc = start_script(source_copy / 'run.sh', ['--dev'], script_env(**real_run), processes,
                         log)
     container = serving_container(real_run)
-    wait_answering(proc, log, lambda: container_answers(container), deadline=SERVING_DEADLINE)
+    wait_answering(proc, log, lambda: said_serving(log), deadline=SERVING_DEADLINE)
+    assert container_answers(container)
     mounts = docker('inspect', '--format', '{{json .Mounts}}', container.name).stdout
     assert f'"Source":"{source_copy}","Destination":"/app"' in mounts
     assert '"RW":false' in mounts
