@@ -4,7 +4,6 @@ Most tests put a stand-in `docker` first on PATH that records its calls and answ
 test sets it up, so they run anywhere in a second; the last ones run run.sh against the real
 engine the way CI can (no TTY), and skip without an engine unless REQUIRE_DOCKER=1.
 """
-import ast
 import hashlib
 import os
 import pty
@@ -25,6 +24,7 @@ from containers import (
     Container,
     copy_checkout,
     docker,
+    edit_page,
     has_bridge_network,
     require_base_image,
     require_engine,
@@ -446,21 +446,6 @@ def wait_answering(proc, log, answers, deadline):
         return answers()
     wait_until(serving, deadline=deadline, what='run.sh serving')
     return time.monotonic() - started
-
-
-def edit_page(app, text):
-    """Append `text` to whatever page the copy's landing.py serves; return it as bytes.
-
-    The line goes right after the PAGE assignment, so any page the user wrote gets it.
-    """
-    landing_py = app / 'landing.py'
-    source = landing_py.read_text()
-    [assignment] = [node for node in ast.parse(source).body if isinstance(node, ast.Assign)
-                    and any(getattr(target, 'id', None) == 'PAGE' for target in node.targets)]
-    lines = source.splitlines(keepends=True)
-    lines.insert(assignment.end_lineno, f'PAGE += {f"<p>{text}</p>"!r}\n')
-    landing_py.write_text(''.join(lines))
-    return f'<p>{text}</p>'.encode()
 
 
 def run_script_in(app, args, env):
