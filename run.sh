@@ -2,7 +2,7 @@
 # Build the landing image, run its contract tests inside it, then serve it in the foreground.
 # usage: ./run.sh [--local] [--dev] [--no-tests] [-h]
 #   --local     skip Docker: serve the same app from a local .venv on 127.0.0.1 (also the
-#               fallback when no Docker engine answers)
+#               fallback when no Docker engine answers; metrics off unless METRICS_PORT is set)
 #   --dev       reload on edits: the server restarts its workers when a file of the app changes
 #               (in Docker the source folder is mounted read-only over /app; no in-image tests)
 #   --no-tests  serve without running the contract tests inside the image
@@ -11,11 +11,12 @@
 #   LANDING_IMAGE      image tag (default landing; the tests' image is LANDING_IMAGE-tests)
 #   LANDING_CONTAINER  container name (default landing; the tests' is LANDING_CONTAINER-tests)
 # The contract tests run once per test image: an image ID that passed is noted in
-# ${XDG_CACHE_HOME:-~/.cache}/landing/tests-passed and not tested again.
+# ${XDG_CACHE_HOME:-~/.cache}/landing/tests-passed and not tested again. Docker starts a
+# server that crashes again; Ctrl-C, SIGTERM or closing the terminal stops and removes it.
 set -euo pipefail
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 local_mode=false dev=false tests=true
