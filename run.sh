@@ -277,14 +277,14 @@ trap 'say "stopping $container"; stop_container; exit 143' TERM
 # Closing the terminal stops what run.sh started.
 trap 'say "hang-up: stopping $container"; stop_container; exit 129' HUP
 
-restarted_at() {
-  # After the client returned: print when Docker started the container again, or fail when
-  # it stopped for good (or is gone).
-  local state started
+restarted() {
+  # After the client returned: tell whether Docker started the container again, and set
+  # `started` to when. Polled here, not in a $(subshell), so a signal's trap runs at once.
+  local state
   while read -r state started < <(docker container inspect --format \
     '{{.State.Status}} {{.State.StartedAt}}' "$container" 2>/dev/null || true); do
     case "$state" in
-      running) echo "$started"; return 0 ;;
+      running) return 0 ;;
       restarting) sleep 0.2 ;;
       *) return 1 ;;
     esac
@@ -304,7 +304,8 @@ status=0
 wait "$client" || status=$?
 # The client returns when the server exits; after a crash Docker starts it again: follow
 # the new one's output, from its start, until it stops for good.
-while started=$(restarted_at); do
+started=
+while restarted; do
   say "$container exited with status $status; Docker started it again (--restart on-failure)"
   docker logs --follow --since "$started" "$container" &
   client=$!
