@@ -4,6 +4,7 @@ Most tests put a stand-in `docker` first on PATH that records its calls and answ
 test sets it up, so they run anywhere in a second; the last ones run run.sh against the real
 engine the way CI can (no TTY), and skip without an engine unless REQUIRE_DOCKER=1.
 """
+import fcntl
 import hashlib
 import os
 import pty
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import termios
 import time
 import uuid
 
@@ -554,6 +556,47 @@ def test_closing_the_terminal_stops_the_local_server(app_copy, fake_docker, proc
     with pytest.raises(ConnectionRefusedError):
         request(port, 'GET', '/healthcheck', timeout=2)
     assert 'ENGINE Bus EXITED' in log.read_text()
+
+
+def take_terminal():
+    """In the child: make stdin (a pty) the controlling terminal of its new session."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.mark.parametrize('gesture', ['ctrl-c', 'close'])
+def test_in_a_terminal_ctrl_c_or_closing_it_stops_the_local_server_once(
+        app_copy, fake_docker, tmp_path, gesture):
+    """On a real terminal: Ctrl-C, or the terminal going away, stops the server gracefully, once.
+
+    The terminal signals run.sh's process group; the server, in a group of its own, hears
+    exactly one signal from run.sh (two would stop it abruptly; a hang-up would reload it).
+    """
+    port = free_port()
+    controller, terminal = pty.openpty()
+    log = tmp_path / 'run.log'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen([app_copy / 'run.sh', '--local'],
+                                env=fake_docker.env(PORT=str(port)), stdin=terminal, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=take_terminal)
+    os.close(terminal)
+    try:
+        wait_said_serving(proc, log, port)
+        server = server_pid(log)
+        if gesture == 'ctrl-c':
+            os.write(controller, b'\x03')
+        else:
+            os.close(controller)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if gesture == 'ctrl-c':
+            os.close(controller)
+    wait_until(lambda: not os.path.exists(f'/proc/{server}'), deadline=5, what='server gone')
+    output = log.read_text()
+    assert output.count('ENGINE Bus EXITED') == 1
+    assert 'Killing' not in output
 
 
 def test_local_dev_serves_an_edit_to_the_page_within_2_s(app_copy, fake_docker, processes,
