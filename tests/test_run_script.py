@@ -576,8 +576,9 @@ def test_in_a_terminal_ctrl_c_or_closing_it_stops_the_local_server_once(
     log = tmp_path / 'run.log'
     with open(log, 'w') as out:
         proc = subprocess.Popen([app_copy / 'run.sh', '--local'],
-                                env=fake_docker.env(PORT=str(port)), stdin=terminal, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=take_terminal)
+                                env=fake_docker.env(PORT=str(port)), stdin=terminal,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=take_terminal)
     os.close(terminal)
     try:
         wait_said_serving(proc, log, port)
