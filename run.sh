@@ -173,7 +173,9 @@ refuse_running_container() {
 }
 
 remove_own_container() {
-  # Remove container $1 if run.sh started it (it has the label); refuse to touch anyone else's.
+  # Remove container $1 if run.sh started it (it has the label) and it has stopped; refuse to
+  # touch anyone else's, or one still running (two run.sh started at once).
+  refuse_running_container "$1"
   own_container "$1" || return 0
   docker rm --force "$1" >/dev/null
 }
