@@ -133,12 +133,12 @@ fi
 # 0600/0700; the image copies files with their modes, and its tests would fail on a permission.
 unreadable=$(find . -maxdepth 0 ! -perm -o=rx -print -quit)
 if [[ -z "$unreadable" ]]; then
-  unreadable=$(find landing.py server.py metrics.py healthcheck.py prod.conf static \
+  unreadable=$(find ./*.py prod.conf static \
     requirements.txt requirements-dev.txt pyproject.toml test.sh tests -name __pycache__ -prune \
     -o \( -type d ! -perm -o=rx -o -type f ! -perm -o=r \) -print -quit 2>/dev/null || true)
 fi
 if [[ -n "$unreadable" ]]; then
-  [[ "$unreadable" == . ]] && unreadable=$PWD || unreadable=$PWD/$unreadable
+  [[ "$unreadable" == . ]] && unreadable=$PWD || unreadable=$PWD/${unreadable#./}
   say "the container's user (UID 10001) cannot read $unreadable (a checkout made under" \
     "umask 077?); run: chmod -R o+rX $PWD"
   exit 1

@@ -875,11 +875,16 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
 
 
 @pytest.mark.parametrize('args', [[], ['--dev']], ids=['image', '--dev'])
-@pytest.mark.parametrize('unreadable', ['.', 'landing.py', 'static/site.css', 'tests'])
+@pytest.mark.parametrize('unreadable', ['.', 'landing.py', 'shop.py', 'static/site.css',
+                                        'tests'])
 def test_refuses_a_checkout_the_containers_user_cannot_read(app_copy, fake_docker, unreadable,
                                                              args):
-    """A folder or file others cannot read (umask 077): one line naming it, no build, exit 1."""
+    """A folder or file others cannot read (umask 077): one line naming it, no build, exit 1.
+
+    shop.py stands for a module of the user's own, which the image copies as it does landing.py.
+    """
     (app_copy / 'tests').mkdir()
+    (app_copy / 'shop.py').write_text('"""A module of the user\'s own."""\n')
     path = app_copy / unreadable
     path.chmod(0o700 if path.is_dir() else 0o600)
     result = subprocess.run([app_copy / 'run.sh', *args], env=fake_docker.env(),
