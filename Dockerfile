@@ -68,7 +68,7 @@ ENV COVERAGE_FILE=/tmp/.coverage PYTEST_ADDOPTS="-p no:cacheprovider"
 COPY pyproject.toml test.sh ./
 COPY tests/conftest.py tests/rawhttp.py tests/slow_landing.py tests/test_landing.py \
      tests/test_healthcheck.py tests/test_static.py tests/test_headers.py tests/test_guard.py \
-     tests/test_config.py tests/
+     tests/test_config.py tests/test_stop.py tests/
 # The app last: an edit to it rebuilds only these two small layers.
 COPY landing.py server.py metrics.py healthcheck.py prod.conf ./
 COPY static/ static/

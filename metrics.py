@@ -194,13 +194,90 @@ class MultiProcess:
         yield in_flight
 
 
-def serve(host, port, folder):
-    """Serve /metrics on host:port from this (the supervisor) process; return the server."""
-    from prometheus_client import start_http_server
+# A scrape's request must arrive, and its answer be taken, within this many seconds each: a
+# silent or slow connection is closed, never waited on.
+IO_TIMEOUT = 5
+# Connections held at once (Prometheus keeps one); more are closed on arrival.
+MAX_CONNECTIONS = 64
+# Longest request head read; a longer one is refused.
+MAX_HEAD = 8192
+
+
+class Exporter:
+    """/metrics over HTTP/1.1 from one asyncio thread, rendered by one more.
+
+    prometheus_client's own server (wsgiref) spends a thread per connection with no timeout:
+    silent connections pile up threads. Here a connection costs a coroutine, is closed after
+    IO_TIMEOUT seconds of silence, and at most MAX_CONNECTIONS are held; answers carry
+    `Server: Landing` and no version.
+    """
+
+    def __init__(self, registry, listener):
+        import asyncio
+        import concurrent.futures
+
+        self.asyncio = asyncio
+        self.registry = registry
+        self.listener = listener
+        self.open = 0
+        self.render_pool = concurrent.futures.ThreadPoolExecutor(1, 'metrics-render')
+
+    def run(self):
+        """Serve until the process ends (the thread's target)."""
+        self.asyncio.run(self.main())
+
+    async def main(self):
+        """Accept connections on the listener forever."""
+        served = await self.asyncio.start_server(self.handle, sock=self.listener, limit=MAX_HEAD)
+        async with served:
+            await served.serve_forever()
+
+    def render(self, accept):
+        """Return the metrics in the format `accept` asks for, and its content type."""
+        from prometheus_client import exposition
+
+        encoder, content_type = exposition.choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    async def handle(self, reader, writer):
+        """Answer one request on a connection, then close it."""
+        self.open += 1
+        try:
+            if self.open <= MAX_CONNECTIONS:
+                await self.asyncio.wait_for(self.answer(reader, writer), IO_TIMEOUT)
+        except (OSError, EOFError, ValueError, self.asyncio.TimeoutError):
+            pass  # gone, silent, slow or garbled: nothing to answer
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def answer(self, reader, writer):
+        """Read a request head; write the metrics for GET (and HEAD), 405 for other methods."""
+        head = (await reader.readuntil(b'\r\n\r\n')).decode('latin-1').split('\r\n')
+        method = head[0].split(' ', 1)[0]
+        accept = next((line.split(':', 1)[1].strip() for line in head[1:]
+                       if line.lower().startswith('accept:')), '')
+        if method in ('GET', 'HEAD'):
+            loop = self.asyncio.get_running_loop()
+            body, content_type = await loop.run_in_executor(self.render_pool, self.render, accept)
+            status = '200 OK'
+        else:
+            body, content_type = b'Method Not Allowed\n', 'text/plain'
+            status = '405 Method Not Allowed'
+        writer.write(f'HTTP/1.1 {status}\r\nServer: Landing\r\nContent-Type: {content_type}\r\n'
+                     f'Content-Length: {len(body)}\r\nConnection: close\r\n\r\n'.encode())
+        if method != 'HEAD':
+            writer.write(body)
+        await writer.drain()
+
+
+def serve(listener, folder):
+    """Serve /metrics on the bound `listener` from this (the supervisor) process; return it."""
     from prometheus_client.registry import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MultiProcess(folder))
     registry.register(ProcessTree())
-    server, _ = start_http_server(port, host, registry=registry)
-    return server
+    exporter = Exporter(registry, listener)
+    threading.Thread(target=exporter.run, name='metrics', daemon=True).start()
+    return exporter

@@ -3,6 +3,8 @@
 Each test starts a real `python landing.py` (or tests/slow_landing.py) and signals it by PID.
 """
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port, request, wait_until
+from conftest import APP_FILES, ROOT, free_port, request, wait_until
 
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
 
@@ -174,3 +176,27 @@ def test_numbers_must_be_ascii_digits(value):
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f'landing: PORT must be a whole number from 1 to 65535, got {value!r}']
+
+
+@pytest.mark.parametrize('old, new, says', [
+    ('tools.staticdir.dir', 'tools.staticdir.dri', "tools.staticdir has no option 'dri'"),
+    ('[/static]', '[/static', "'[/static' lacks its closing ]"),
+    ('max-age=3600")]', 'max-age=3600")', 'not a Python value'),
+])
+def test_a_prod_conf_mistake_stops_start_up_with_one_line(tmp_path, old, new, says):
+    """prod.conf with a misspelled option, a missing ] or a bad value: exit 1, one line, < 2 s."""
+    for name in APP_FILES:
+        copy = shutil.copytree if name == 'static' else shutil.copy2
+        copy(os.path.join(ROOT, name), tmp_path / name)
+    config = tmp_path / 'prod.conf'
+    text = config.read_text()
+    config.write_text(text.replace(old, new, 1))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(tmp_path / 'landing.py')], cwd=tmp_path,
+                          env=dict(os.environ, PORT=str(free_port()), METRICS_PORT='0'),
+                          capture_output=True, text=True, timeout=10)
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert re.fullmatch(r'landing: prod\.conf line \d+: .+', line)
+    assert says in line
+    assert time.monotonic() - started < 2
