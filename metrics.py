@@ -38,11 +38,20 @@ def prepare_directory(environ=os.environ):
     # /dev/shm: a tmpfs even in a read-only container; the folder is ours alone (our PID).
     shm = '/dev/shm'  # noqa: S108
     parent = shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
+    remove_leftovers(parent)
     folder = os.path.join(parent, f'landing-metrics-{os.getpid()}')
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     environ[MULTIPROC_ENV] = folder
     return folder
+
+
+def remove_leftovers(parent):
+    """Remove the folders in `parent` of servers that are gone (killed, so never tidied up)."""
+    for folder in glob.glob(os.path.join(parent, 'landing-metrics-*')):
+        pid = folder.rsplit('-', 1)[1]
+        if pid.isdigit() and not os.path.exists(f'/proc/{pid}'):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_directory(folder):
