@@ -206,7 +206,8 @@ class MultiProcess:
 # A scrape's request must arrive, and its answer be taken, within this many seconds each: a
 # silent or slow connection is closed, never waited on.
 IO_TIMEOUT = 5
-# Connections held at once (Prometheus keeps one); more are closed on arrival.
+# Connections held at once (Prometheus keeps one): a new one past it closes the oldest still
+# waiting for its request, so a flood of silent connections never shuts a scrape out.
 MAX_CONNECTIONS = 64
 # Longest request head read; a longer one is refused.
 MAX_HEAD = 8192
@@ -217,7 +218,7 @@ class Exporter:
 
     prometheus_client's own server (wsgiref) spends a thread per connection with no timeout:
     silent connections pile up threads. Here a connection costs a coroutine, is closed after
-    IO_TIMEOUT seconds of silence, and at most MAX_CONNECTIONS are held; answers carry
+    IO_TIMEOUT seconds of silence, and at most MAX_CONNECTIONS wait at once; answers carry
     `Server: Landing` and no version.
     """
 
@@ -228,7 +229,7 @@ class Exporter:
         self.asyncio = asyncio
         self.registry = registry
         self.listener = listener
-        self.open = 0
+        self.waiting = {}  # connections whose request has not arrived yet, oldest first
         self.render_pool = concurrent.futures.ThreadPoolExecutor(1, 'metrics-render')
 
     def run(self):
@@ -250,21 +251,29 @@ class Exporter:
 
     async def handle(self, reader, writer):
         """Answer one request on a connection, then close it."""
-        self.open += 1
+        if len(self.waiting) >= MAX_CONNECTIONS:
+            oldest = next(iter(self.waiting))
+            self.waiting.pop(oldest).close()
+        self.waiting[writer] = writer.transport
         try:
-            if self.open <= MAX_CONNECTIONS:
-                await self.asyncio.wait_for(self.answer(reader, writer), IO_TIMEOUT)
+            await self.answer(reader, writer)
         except (OSError, EOFError, ValueError, self.asyncio.TimeoutError):
             pass  # gone, silent, slow or garbled: nothing to answer
         finally:
-            self.open -= 1
+            self.waiting.pop(writer, None)
             writer.close()
 
     async def answer(self, reader, writer):
-        """Read a request head; write the metrics for GET (and HEAD), 405 for other methods."""
-        head = (await reader.readuntil(b'\r\n\r\n')).decode('latin-1').split('\r\n')
-        method = head[0].split(' ', 1)[0]
-        accept = next((line.split(':', 1)[1].strip() for line in head[1:]
+        """Read a request head; write the metrics for GET (and HEAD), 405 for other methods.
+
+        Reading the head and sending the answer have IO_TIMEOUT each; rendering has none
+        (Prometheus' own scrape timeout bounds it).
+        """
+        head = await self.asyncio.wait_for(reader.readuntil(b'\r\n\r\n'), IO_TIMEOUT)
+        self.waiting.pop(writer, None)
+        lines = head.decode('latin-1').split('\r\n')
+        method = lines[0].split(' ', 1)[0]
+        accept = next((line.split(':', 1)[1].strip() for line in lines[1:]
                        if line.lower().startswith('accept:')), '')
         if method in ('GET', 'HEAD'):
             loop = self.asyncio.get_running_loop()
@@ -277,7 +286,7 @@ class Exporter:
                      f'Content-Length: {len(body)}\r\nConnection: close\r\n\r\n'.encode())
         if method != 'HEAD':
             writer.write(body)
-        await writer.drain()
+        await self.asyncio.wait_for(writer.drain(), IO_TIMEOUT)
 
 
 def serve(listener, folder):
