@@ -37,7 +37,8 @@ FROM runtime-base AS runtime
 COPY landing.py server.py metrics.py healthcheck.py prod.conf ./
 COPY static/ static/
 USER 10001:10001
-# 80: the site; 9464: Prometheus metrics (METRICS_PORT), for the cluster only.
+# 80: the site; 9464: Prometheus metrics (METRICS_PORT), on loopback unless METRICS_HOST opens
+# them (the Kubernetes Deployment does, for the cluster only).
 EXPOSE 80 9464
 # start-interval needs a newer engine; a short interval gets the first verdict in ~5 s.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
