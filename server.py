@@ -839,8 +839,7 @@ def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threa
                                impl_asyncio=task_impl == TaskImpl.asyncio), loop, stop)
         stopped.wait()
     finally:
-        if cherrypy.engine.state != states.EXITING:
-            cherrypy.engine.exit()
+        cherrypy.engine.exit()
 
 
 def stop_if_signalled_early(server):
@@ -1029,12 +1028,9 @@ def keep_main_out_of_spawned_workers():
 def open_metrics_listener(settings):
     """Bind the metrics port now, before any worker starts, or raise ConfigError naming it."""
     host, port = settings['server.metrics_host'], settings['server.metrics_port']
-    address = bindable_address(host, port, 'METRICS_HOST')
-    try:
-        return socket.create_server((address, port), family=socket.AF_INET6 if ':' in address
-                                    else socket.AF_INET, backlog=128)
-    except OSError as error:  # taken between the probe and now
-        raise ConfigError(f'cannot listen on {host}:{port}: {error.strerror}') from None
+    address = bindable_address(host, port, 'METRICS_HOST')  # names a port in use in one line
+    return socket.create_server((address, port), backlog=128,
+                                family=socket.AF_INET6 if ':' in address else socket.AF_INET)
 
 
 def serve(root, config_path, environ=os.environ):

@@ -5,6 +5,7 @@ handlers and options of the tests' own, so they hold whatever page landing.py se
 """
 import re
 import shutil
+import sys
 import time
 
 import pytest
@@ -170,3 +171,15 @@ def test_sigterm_stops_the_dev_server_with_exit_0(dev_app):
     _, served = dev_app
     assert served.stop() == 0
     assert 'Traceback' not in served.stderr()
+
+
+def test_spawned_workers_find_the_root_class_by_module_and_name():
+    """root_name: an imported app's module and class; keep_main... leaves a main with a spec."""
+    import landing
+    import server
+
+    assert server.root_name(landing.Landing()) == ('landing', 'Landing')
+    main = sys.modules['__main__']
+    spec = main.__spec__
+    server.keep_main_out_of_spawned_workers()
+    assert main.__spec__ is spec

@@ -193,14 +193,16 @@ def test_numbers_must_be_ascii_digits(value):
 ])
 def test_a_prod_conf_mistake_stops_start_up_with_one_line(tmp_path, old, new, says):
     """prod.conf with a misspelled option, a missing ] or a bad value: exit 1, one line, < 2 s."""
+    app = tmp_path / 'app'  # the folder name coverage maps back to the app's (pyproject.toml)
+    app.mkdir()
     for name in APP_FILES:
         copy = shutil.copytree if name == 'static' else shutil.copy2
-        copy(os.path.join(ROOT, name), tmp_path / name)
-    config = tmp_path / 'prod.conf'
+        copy(os.path.join(ROOT, name), app / name)
+    config = app / 'prod.conf'
     text = config.read_text()
     config.write_text(text.replace(old, new, 1))
     started = time.monotonic()
-    done = subprocess.run([sys.executable, str(tmp_path / 'landing.py')], cwd=tmp_path,
+    done = subprocess.run([sys.executable, str(app / 'landing.py')], cwd=tmp_path,
                           env=dict(os.environ, PORT=str(free_port()), METRICS_PORT='0'),
                           capture_output=True, text=True, timeout=10)
     assert done.returncode == 1
