@@ -21,9 +21,11 @@ The app (landing.py) stays a plain CherryPy app; this module serves it. Its piec
   health check does).
 - Draining: with DRAIN_SECONDS, SIGTERM first fails the health check and closes kept-alive
   connections for that long, then stops; granian then finishes in-flight requests.
-- Processes: signals during start-up are kept and acted on; workers die with their
-  supervisor; RELOAD=1 restarts them on an edit; with METRICS_PORT the supervisor serves
-  Prometheus metrics (metrics.py).
+- Processes: signals during start-up are kept and acted on; SIGTERM, SIGINT and SIGQUIT
+  stop gracefully; a worker that dies is replaced, one silent for WORKER_TIMEOUT is killed
+  and replaced, a crash loop ends the server (exit 1); workers die with their supervisor;
+  RELOAD=1 restarts them on an edit and survives an app that fails to load; with
+  METRICS_PORT the supervisor serves Prometheus metrics on METRICS_HOST (metrics.py).
 """
 import os
 import signal
@@ -50,7 +52,6 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import mmap  # noqa: E402
 import multiprocessing  # noqa: E402
-import multiprocessing.util  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
@@ -100,11 +101,11 @@ DEFAULTS = {
     # Prometheus metrics on a port of their own, never the public one (metrics.py); 0: off.
     # 9464 is the customary port of a Prometheus exporter beside an app (OpenTelemetry's).
     'server.metrics_port': 9464,
-    # Where /metrics listens: loopback unless set (Kubernetes and Compose set 0.0.0.0), so a
-    # host port published for the site never publishes the metrics with it.
+    # Where /metrics listens: loopback unless set (the Kubernetes Deployment sets 0.0.0.0), so
+    # a host port published for the site never publishes the metrics with it.
     'server.metrics_host': '127.0.0.1',
     # Seconds a worker may show no sign of life before it is killed and replaced (0: never).
-    # A thread of its own beats every second, so a handler busy in its thread never counts:
+    # A thread of its own beats every 0.1 s, so a handler busy in its thread never counts:
     # only a process that runs no Python at all (stopped, deadlocked, stuck in C) misses them.
     # 10 s: well past any pause of a healthy process (a GC pass, a CPU-starved node), and a
     # third of the 30 s Kubernetes' default liveness probe (3 x 10 s) takes to notice.
