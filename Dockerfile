@@ -38,7 +38,8 @@ FROM runtime-base AS runtime
 COPY *.py prod.conf ./
 COPY static/ static/
 USER 10001:10001
-# 80: the site; 9464: Prometheus metrics (METRICS_PORT), for the cluster only.
+# 80: the site; 9464: Prometheus metrics (METRICS_PORT), on loopback unless METRICS_HOST opens
+# them (the Kubernetes Deployment does, for the cluster only).
 EXPOSE 80 9464
 # start-interval needs a newer engine; a short interval gets the first verdict in ~5 s.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
@@ -69,7 +70,7 @@ ENV COVERAGE_FILE=/tmp/.coverage PYTEST_ADDOPTS="-p no:cacheprovider"
 COPY pyproject.toml test.sh ./
 COPY tests/conftest.py tests/rawhttp.py tests/slow_landing.py tests/test_landing.py \
      tests/test_healthcheck.py tests/test_static.py tests/test_headers.py tests/test_guard.py \
-     tests/test_config.py tests/
+     tests/test_config.py tests/test_stop.py tests/
 # The app last: an edit to it rebuilds only these two small layers.
 COPY *.py prod.conf ./
 COPY static/ static/

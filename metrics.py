@@ -38,11 +38,20 @@ def prepare_directory(environ=os.environ):
     # /dev/shm: a tmpfs even in a read-only container; the folder is ours alone (our PID).
     shm = '/dev/shm'  # noqa: S108
     parent = shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
+    remove_leftovers(parent)
     folder = os.path.join(parent, f'landing-metrics-{os.getpid()}')
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     environ[MULTIPROC_ENV] = folder
     return folder
+
+
+def remove_leftovers(parent):
+    """Remove the folders in `parent` of servers that are gone (killed, so never tidied up)."""
+    for folder in glob.glob(os.path.join(parent, 'landing-metrics-*')):
+        pid = folder.rsplit('-', 1)[1]
+        if pid.isdigit() and not os.path.exists(f'/proc/{pid}'):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_directory(folder):
@@ -194,13 +203,99 @@ class MultiProcess:
         yield in_flight
 
 
-def serve(host, port, folder):
-    """Serve /metrics on host:port from this (the supervisor) process; return the server."""
-    from prometheus_client import start_http_server
+# A scrape's request must arrive, and its answer be taken, within this many seconds each: a
+# silent or slow connection is closed, never waited on.
+IO_TIMEOUT = 5
+# Connections held at once (Prometheus keeps one): a new one past it closes the oldest still
+# waiting for its request, so a flood of silent connections never shuts a scrape out.
+MAX_CONNECTIONS = 64
+# Longest request head read; a longer one is refused.
+MAX_HEAD = 8192
+
+
+class Exporter:
+    """/metrics over HTTP/1.1 from one asyncio thread, rendered by one more.
+
+    prometheus_client's own server (wsgiref) spends a thread per connection with no timeout:
+    silent connections pile up threads. Here a connection costs a coroutine, is closed after
+    IO_TIMEOUT seconds of silence, and at most MAX_CONNECTIONS wait at once; answers carry
+    `Server: Landing` and no version.
+    """
+
+    def __init__(self, registry, listener):
+        import asyncio
+        import concurrent.futures
+
+        self.asyncio = asyncio
+        self.registry = registry
+        self.listener = listener
+        self.waiting = {}  # connections whose request has not arrived yet, oldest first
+        self.render_pool = concurrent.futures.ThreadPoolExecutor(1, 'metrics-render')
+
+    def run(self):
+        """Serve until the process ends (the thread's target)."""
+        self.asyncio.run(self.main())
+
+    async def main(self):
+        """Accept connections on the listener forever."""
+        served = await self.asyncio.start_server(self.handle, sock=self.listener, limit=MAX_HEAD)
+        async with served:
+            await served.serve_forever()
+
+    def render(self, accept):
+        """Return the metrics in the format `accept` asks for, and its content type."""
+        from prometheus_client import exposition
+
+        encoder, content_type = exposition.choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    async def handle(self, reader, writer):
+        """Answer one request on a connection, then close it."""
+        if len(self.waiting) >= MAX_CONNECTIONS:
+            oldest = next(iter(self.waiting))
+            self.waiting.pop(oldest).close()
+        self.waiting[writer] = writer.transport
+        try:
+            await self.answer(reader, writer)
+        except (OSError, EOFError, ValueError, self.asyncio.TimeoutError):
+            pass  # gone, silent, slow or garbled: nothing to answer
+        finally:
+            self.waiting.pop(writer, None)
+            writer.close()
+
+    async def answer(self, reader, writer):
+        """Read a request head; write the metrics for GET (and HEAD), 405 for other methods.
+
+        Reading the head and sending the answer have IO_TIMEOUT each; rendering has none
+        (Prometheus' own scrape timeout bounds it).
+        """
+        head = await self.asyncio.wait_for(reader.readuntil(b'\r\n\r\n'), IO_TIMEOUT)
+        self.waiting.pop(writer, None)
+        lines = head.decode('latin-1').split('\r\n')
+        method = lines[0].split(' ', 1)[0]
+        accept = next((line.split(':', 1)[1].strip() for line in lines[1:]
+                       if line.lower().startswith('accept:')), '')
+        if method in ('GET', 'HEAD'):
+            loop = self.asyncio.get_running_loop()
+            body, content_type = await loop.run_in_executor(self.render_pool, self.render, accept)
+            status = '200 OK'
+        else:
+            body, content_type = b'Method Not Allowed\n', 'text/plain'
+            status = '405 Method Not Allowed'
+        writer.write(f'HTTP/1.1 {status}\r\nServer: Landing\r\nContent-Type: {content_type}\r\n'
+                     f'Content-Length: {len(body)}\r\nConnection: close\r\n\r\n'.encode())
+        if method != 'HEAD':
+            writer.write(body)
+        await self.asyncio.wait_for(writer.drain(), IO_TIMEOUT)
+
+
+def serve(listener, folder):
+    """Serve /metrics on the bound `listener` from this (the supervisor) process; return it."""
     from prometheus_client.registry import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MultiProcess(folder))
     registry.register(ProcessTree())
-    server, _ = start_http_server(port, host, registry=registry)
-    return server
+    exporter = Exporter(registry, listener)
+    threading.Thread(target=exporter.run, name='metrics', daemon=True).start()
+    return exporter

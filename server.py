@@ -21,9 +21,11 @@ The app (landing.py) stays a plain CherryPy app; this module serves it. Its piec
   health check does).
 - Draining: with DRAIN_SECONDS, SIGTERM first fails the health check and closes kept-alive
   connections for that long, then stops; granian then finishes in-flight requests.
-- Processes: signals during start-up are kept and acted on; workers die with their
-  supervisor; RELOAD=1 restarts them on an edit; with METRICS_PORT the supervisor serves
-  Prometheus metrics (metrics.py).
+- Processes: signals during start-up are kept and acted on; SIGTERM, SIGINT and SIGQUIT
+  stop gracefully; a worker that dies is replaced, one silent for WORKER_TIMEOUT is killed
+  and replaced, a crash loop ends the server (exit 1); workers die with their supervisor;
+  RELOAD=1 restarts them on an edit and survives an app that fails to load; with
+  METRICS_PORT the supervisor serves Prometheus metrics on METRICS_HOST (metrics.py).
 """
 import os
 import signal
@@ -35,33 +37,43 @@ import sys
 _stop_early = []
 if os.path.dirname(os.path.abspath(getattr(sys.modules['__main__'], '__file__', '/'))) == \
         os.path.dirname(os.path.abspath(__file__)):
-    for _signum in (signal.SIGTERM, signal.SIGINT):
+    for _signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(_signum, lambda *_: _stop_early.append(True))
 
+import configparser  # noqa: E402
 import ctypes  # noqa: E402
 import datetime  # noqa: E402  (after the signal handlers, on purpose)
 import email.utils  # noqa: E402
 import functools  # noqa: E402
+import importlib  # noqa: E402
+import importlib.machinery  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import mmap  # noqa: E402
 import multiprocessing  # noqa: E402
-import multiprocessing.util  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 import typing  # noqa: E402
 import urllib.parse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cherrypy  # noqa: E402
 from cherrypy._cplogging import LogManager  # noqa: E402
+from cherrypy.lib import reprconf  # noqa: E402
 from cherrypy.process.wspbus import states  # noqa: E402
-from granian.constants import HTTPModes, Interfaces  # noqa: E402
+from granian._futures import _new_cbscheduler  # noqa: E402
+from granian._granian import WorkerSignal, WSGIWorker  # noqa: E402
+from granian.constants import HTTPModes, Interfaces, TaskImpl  # noqa: E402
 from granian.http import HTTP1Settings  # noqa: E402
 from granian.server import MPServer  # noqa: E402
+from granian.server.common import WORKERS_METHODS  # noqa: E402
+from granian.server.mp import WorkerProcess  # noqa: E402
+from granian.wsgi import _callback_wrapper as wsgi_callback  # noqa: E402
 
 import metrics  # noqa: E402
 
@@ -89,6 +101,15 @@ DEFAULTS = {
     # Prometheus metrics on a port of their own, never the public one (metrics.py); 0: off.
     # 9464 is the customary port of a Prometheus exporter beside an app (OpenTelemetry's).
     'server.metrics_port': 9464,
+    # Where /metrics listens: loopback unless set (the Kubernetes Deployment sets 0.0.0.0), so
+    # a host port published for the site never publishes the metrics with it.
+    'server.metrics_host': '127.0.0.1',
+    # Seconds a worker may show no sign of life before it is killed and replaced (0: never).
+    # A thread of its own beats every 0.1 s, so a handler busy in its thread never counts:
+    # only a process that runs no Python at all (stopped, deadlocked, stuck in C) misses them.
+    # 10 s: well past any pause of a healthy process (a GC pass, a CPU-starved node), and a
+    # third of the 30 s Kubernetes' default liveness probe (3 x 10 s) takes to notice.
+    'server.worker_timeout': 10,
     # A landing page takes no uploads: bigger bodies get 413.
     'server.max_request_body_size': 64 * 1024,
 }
@@ -110,7 +131,10 @@ WHOLE_NUMBER_VARIABLES = {
     'DRAIN_SECONDS': ('server.drain_seconds', 0, 3600),
     'RELOAD': ('server.reload', 0, 1),
     'METRICS_PORT': ('server.metrics_port', 0, 65535),
+    'WORKER_TIMEOUT': ('server.worker_timeout', 0, 3600),
 }
+# Environment variable -> setting, for addresses to bind.
+ADDRESS_VARIABLES = {'HOST': 'server.socket_host', 'METRICS_HOST': 'server.metrics_host'}
 
 # Headers hyper reads into one buffer: the request line and headers must fit (else 431/414).
 HEADER_BUFFER = 16 * 1024
@@ -159,15 +183,98 @@ def settings_from(environ, seed=None):
         if value not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
         settings['server.log_format'] = value
-    if 'HOST' in environ:
-        host = environ['HOST'].strip()
-        if not host or not host.isascii() or any(c.isspace() for c in host):
-            raise ConfigError(f"HOST must be an address to bind, got {environ['HOST']!r}")
-        settings['server.socket_host'] = host
+    for name, key in ADDRESS_VARIABLES.items():
+        if name in environ:
+            host = environ[name].strip()
+            if not host or not host.isascii() or any(c.isspace() for c in host):
+                raise ConfigError(f'{name} must be an address to bind, got {environ[name]!r}')
+            settings[key] = host
     for name, (key, low, high) in WHOLE_NUMBER_VARIABLES.items():
         if name in environ:
             settings[key] = _whole_number(environ, name, low, high)
+    if settings['server.metrics_port'] == settings.get('server.socket_port'):
+        raise ConfigError(f"METRICS_PORT must differ from PORT ({settings['server.socket_port']})")
     return settings
+
+
+# Options every tool takes besides its callable's own arguments (CherryPy's Tool._setup).
+TOOL_OPTIONS = frozenset({'on', 'priority'})
+_SECTION_LINE = re.compile(r'\s*\[(?P<section>[^\]]*)\]')
+_OPTION_LINE = re.compile(r'(?P<option>[^\s=:#;\[][^=:]*?)\s*[=:]')
+
+
+def _option_lines(text):
+    """Map (section, option) to the line number where prod.conf sets it."""
+    lines, section = {}, None
+    for number, line in enumerate(text.splitlines(), 1):
+        found = _SECTION_LINE.match(line)
+        if found:
+            section = found['section']
+        elif not line[:1].isspace() and (found := _OPTION_LINE.match(line)):
+            lines.setdefault((section, found['option']), number)
+    return lines
+
+
+def _tool_option_problem(key):
+    """Return why `key` (tools.NAME.OPTION) names no tool option CherryPy has, or None."""
+    _, _, rest = key.partition('.')
+    name, _, option = rest.partition('.')
+    tool = getattr(cherrypy.tools, name, None)
+    if not isinstance(tool, cherrypy.Tool):
+        return f'{key}: there is no tool {name!r}'
+    if not option or '.' in option:
+        return f'{key}: a tool option is tools.{name}.OPTION'
+    if option in TOOL_OPTIONS:
+        return None
+    parameters = inspect.signature(tool.callable).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    accepted = {p.name for p in parameters if p.kind is not p.VAR_POSITIONAL}
+    if option in accepted:
+        return None
+    known = ', '.join(sorted(TOOL_OPTIONS | accepted))
+    return f'{key}: tools.{name} has no option {option!r} (it takes {known})'
+
+
+def check_app_config(path):
+    """Raise ConfigError naming the file, line and option of the first mistake in `path`.
+
+    CherryPy reads prod.conf with a traceback for a bad value, names the wrong line for a
+    missing `]`, and takes a misspelled tool option silently (every request it applies to
+    then answers 500): this finds all three at start-up, each as one line.
+    """
+    name = os.path.basename(path)
+    with open(path, encoding='utf-8') as config_file:
+        text = config_file.read()
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith('[') and not _SECTION_LINE.fullmatch(line.rstrip()):
+            raise ConfigError(f'{name} line {number}: {line.strip()!r} lacks its closing ]')
+    parser = reprconf.Parser()
+    try:
+        parser.read_string(text, name)
+    except configparser.MissingSectionHeaderError as error:
+        raise ConfigError(f'{name} line {error.lineno}: {error.line.strip()!r} comes before '
+                          'any [section]') from None
+    except configparser.ParsingError as error:
+        number = error.errors[0][0]
+        line = text.splitlines()[number - 1].strip()
+        raise ConfigError(f'{name} line {number}: {line!r} is neither a [section] '
+                          'nor an option = value') from None
+    except configparser.Error as error:  # a section or option given twice
+        reason = re.sub(r'^While reading from .*?\]: ', '', str(error))
+        raise ConfigError(f'{name} line {error.lineno}: {reason}') from None
+    lines = _option_lines(text)
+    for section in parser.sections():
+        for option in parser.options(section):
+            where = f'{name} line {lines.get((section, option), "?")}'
+            try:
+                reprconf.unrepr(parser.get(section, option))
+            except Exception as error:  # unrepr raises whatever evaluating the value raises
+                raise ConfigError(f'{where}: {option}: not a Python value '
+                                  f'({type(error).__name__}: {error})') from None
+            problem = option.startswith('tools.') and _tool_option_problem(option)
+            if problem:
+                raise ConfigError(f'{where}: {problem}')
 
 
 def error_page(status, message, traceback, version):
@@ -480,8 +587,27 @@ class Guard:
 
 # ------------------------------------------------------------------ serving
 
+
+
+def shared(ctype):
+    """Return a `ctype` instance in memory that forked workers share with this process.
+
+    An anonymous mapping, not a file: multiprocessing's RawValue makes one in /dev/shm, and
+    a runtime that mounts /dev/shm read-only would stop the server at import.
+    """
+    return ctype.from_buffer(mmap.mmap(-1, ctypes.sizeof(ctype)))
+
+
 # Set on SIGTERM when draining; shared with worker processes (read without a lock).
-_draining = multiprocessing.RawValue('b', 0)
+_draining = shared(ctypes.c_byte)
+# Set by the supervisor when it stops: a worker forked just then can miss the signal itself
+# (Python drops signals that arrive while a fork's child is being set up), never this.
+_stopping = shared(ctypes.c_byte)
+# Seconds between two heartbeats of a worker, and between two looks of the watchdog at them.
+HEARTBEAT_EVERY = 0.1
+WATCH_EVERY = 1.0
+# Each worker's (PID, time of its last heartbeat), written by the worker, read by the watchdog.
+_heartbeats = shared(ctypes.c_double * (2 * WHOLE_NUMBER_VARIABLES['WORKERS'][2]))
 _started = threading.Event()
 
 
@@ -526,10 +652,9 @@ GRANIAN_LOGGING = {
 
 
 class MetricsSettings(typing.NamedTuple):
-    """Where the supervisor serves /metrics, the workers' shared folder, and each pool's size."""
+    """The supervisor's /metrics socket, the workers' shared folder, and each pool's size."""
 
-    host: str
-    port: int
+    listener: socket.socket
     folder: str
     threads: int
 
@@ -544,15 +669,39 @@ class Server(MPServer):
     app = None
     drain_seconds = 0
     metrics = None
+    worker_timeout = 0
 
     def startup(self, spawn_target, target_loader):
-        """Start as granian does, then serve /metrics from this process."""
+        """Start as granian does; SIGQUIT stops like SIGTERM; serve /metrics, watch the workers."""
         super().startup(spawn_target, target_loader)
+        signal.signal(signal.SIGQUIT, self.signal_handler_interrupt)
         if self.metrics:
-            metrics.serve(self.metrics.host, self.metrics.port, self.metrics.folder)
+            metrics.serve(self.metrics.listener, self.metrics.folder)
+        if self.worker_timeout:
+            threading.Thread(target=self.watch_workers, name='worker-watchdog',
+                             daemon=True).start()
+
+    def watch_workers(self):
+        """Kill a worker whose heartbeats stopped WORKER_TIMEOUT s ago; granian replaces it."""
+        while not self.interrupt_signal:
+            time.sleep(WATCH_EVERY)
+            for worker in list(self.wrks):
+                pid, beat = _heartbeats[2 * worker.idx], _heartbeats[2 * worker.idx + 1]
+                silent = time.monotonic() - beat
+                if pid == worker.inner.pid and silent > self.worker_timeout:
+                    log(f'worker-{worker.idx + 1} (PID {int(pid)}) showed no sign of life for '
+                        f'{silent:.0f} s (WORKER_TIMEOUT={self.worker_timeout}): replacing it',
+                        'WORKER')
+                    _heartbeats[2 * worker.idx] = 0
+                    os.kill(int(pid), signal.SIGKILL)
 
     def shutdown(self, exit_code=0):
-        """Stop as granian does, then remove the metrics' multiprocess folder."""
+        """Stop as granian does, then remove the metrics' multiprocess folder.
+
+        Once asked to stop, a worker that ended first is no failure: the exit stays 0.
+        """
+        if self.interrupt_signal:
+            self.interrupt_children.clear()
         try:
             super().shutdown(exit_code)
         finally:
@@ -563,6 +712,7 @@ class Server(MPServer):
         """Start CherryPy's engine in a worker process just forked, and return the app."""
         begin_worker(self.pid)
         if self.metrics:
+            self.metrics.listener.close()  # the supervisor's, inherited by the fork
             self.app.metrics = metrics.RequestMetrics(
                 self.metrics.threads, sample_every=metrics.SAMPLE_EVERY)
         start_engine()
@@ -577,18 +727,25 @@ class Server(MPServer):
         if self.drain_seconds and not _draining.value:
             _draining.value = 1
             log(f'draining for {self.drain_seconds} s', 'SIGTERM')
-            timer = threading.Timer(self.drain_seconds, super().signal_handler_interrupt)
+            timer = threading.Timer(self.drain_seconds, self.stop)
             timer.daemon = True
             timer.start()
             return
-        super().signal_handler_interrupt(signum, *args, **kwargs)
+        self.stop()
+
+    def stop(self):
+        """Stop the workers (they see _stopping even if a signal missed them), then exit."""
+        _stopping.value = 1
+        super().signal_handler_interrupt()
 
 
 # prctl(2) option: the signal a process gets when its parent dies (Linux).
 PR_SET_PDEATHSIG = 1
 
-# Signals a worker receives before granian's handlers are in place.
+# Signals a worker receives before run_worker's handlers are in place.
 _worker_signals = []
+# What stops the server or a worker gracefully (SIGQUIT too: Ctrl-backslash, some runtimes).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 def die_with_supervisor(supervisor):
@@ -605,49 +762,85 @@ def die_with_supervisor(supervisor):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def hand_over_early_signals(deadline=30):
-    """Note SIGTERM/SIGINT until granian's handlers are in place, then send it to them.
+def note_early_signals():
+    """Note SIGTERM until run_worker takes it over; ignore Ctrl-C and Ctrl-backslash.
 
-    A worker told to stop while it is still loading would otherwise lose the signal, serve
-    on, and be killed only after the shutdown timeout.
+    A terminal sends those to every process of its group: the supervisor stops the workers
+    itself (SIGTERM, and _stopping). A worker that stopped on its own first would count as
+    an unexpected exit, replaced or reported.
     """
-    noted = _worker_signals
-
-    def note(signum, _frame):
-        noted.append(signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, note)
-
-    def hand_over():
-        end = time.monotonic() + deadline
-        while signal.getsignal(signal.SIGTERM) is note and time.monotonic() < end:
-            time.sleep(0.005)
-        # granian installs its handlers a moment before its server listens for what they
-        # set: one signal in between can go unheard. Repeat it until the worker has stopped.
-        while noted and time.monotonic() < end:
-            os.kill(os.getpid(), noted[0])
-            time.sleep(0.1)
-
-    threading.Thread(target=hand_over, name='hand-over-signals', daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda signum, _frame: _worker_signals.append(signum))
+    for signum in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def begin_worker(supervisor):
-    """First steps of a worker process: keep early signals for granian, die with `supervisor`."""
-    hand_over_early_signals()
+    """First steps of a worker process: note early stop signals, die with `supervisor`."""
+    note_early_signals()
     die_with_supervisor(supervisor)
 
 
 def start_engine():
-    """Start CherryPy's engine in a worker, and have it stopped when the worker ends.
+    """Start CherryPy's engine in a worker (run_worker stops it when the worker ends).
 
     The engine runs its plugins and 'start' subscribers, without its signal handlers:
-    granian's handle the worker's signals. granian returns from the worker once in-flight
-    requests are answered; the process then ends through multiprocessing's exit path, which
-    runs its finalizers but not atexit: the engine stops there, so 'stop' subscribers run.
+    granian's handle the worker's signals.
     """
     cherrypy.engine.start()
-    multiprocessing.util.Finalize(None, cherrypy.engine.exit, exitpriority=10)
+
+
+def heartbeat(slot, stop):
+    """Note, every HEARTBEAT_EVERY seconds, that this worker (granian's worker `slot`) runs.
+
+    Call `stop` when the supervisor is stopping: the signal it sent may have been missed.
+    """
+    _heartbeats[2 * slot + 1] = time.monotonic()
+    _heartbeats[2 * slot] = os.getpid()
+    while not _stopping.value:
+        time.sleep(HEARTBEAT_EVERY)
+        _heartbeats[2 * slot + 1] = time.monotonic()
+    stop()
+
+
+@WorkerProcess.wrap_target
+def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threads,
+               runtime_blocking_threads, blocking_threads, blocking_threads_idle_timeout,
+               backpressure, task_impl, http_mode, http1_settings, http2_settings, websockets,
+               static_path, log_access_fmt, ssl_ctx, scope_opts, metrics_settings):
+    """Serve the loaded app as granian's WSGI worker does, but stop it once, and stop clean.
+
+    granian 2.8.7's own worker target calls its stop signal's set() on every SIGTERM or
+    SIGINT, and a stop signal set before the callback that ends the worker is registered,
+    or one that reaches a worker still being forked, is lost: the worker was killed 10 s
+    later. Here SIGTERM sets it, once, after the callback is in place, and the supervisor's
+    _stopping flag covers a signal that never arrived. When granian returns, the engine
+    stops in this thread, so its 'stop' subscribers run once and quietly (left to the
+    process's exit, Python 3.13 runs CherryPy's atexit check first: a RuntimeWarning, then
+    the engine's stop lines twice).
+    """
+    stop, stopped, once = WorkerSignal(), threading.Event(), threading.Lock()
+    stop.add_cb(stopped.set)  # before any set(): granian calls it once the server has stopped
+
+    def stop_once(*_):
+        if once.acquire(blocking=False):
+            stop.set()
+
+    signal.signal(signal.SIGTERM, stop_once)
+    if signal.SIGTERM in _worker_signals or _stopping.value:
+        stop_once()
+    threading.Thread(target=heartbeat, args=(worker_id - 1, stop_once), name='heartbeat',
+                     daemon=True).start()
+    worker = WSGIWorker(
+        worker_id, sock, ipc, runtime_threads, runtime_blocking_threads, blocking_threads,
+        blocking_threads_idle_timeout, backpressure, http_mode, http1_settings, http2_settings,
+        static_path, *ssl_ctx, metrics_settings)
+    serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
+    try:
+        serve(_new_cbscheduler(loop, wsgi_callback(callback, scope_opts, log_access_fmt),
+                               impl_asyncio=task_impl == TaskImpl.asyncio), loop, stop)
+        stopped.wait()
+    finally:
+        cherrypy.engine.exit()
 
 
 def traced_in_every_thread(app):
@@ -696,7 +889,7 @@ def raise_open_files_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def bindable_address(host, port):
+def bindable_address(host, port, name='HOST'):
     """Return the IP address to listen on for `host`, or raise ConfigError naming the problem.
 
     granian binds with SO_REUSEPORT, so a second server on a port in use would start and
@@ -706,7 +899,7 @@ def bindable_address(host, port):
         family, _, _, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     except (socket.gaierror, UnicodeError) as error:
-        raise ConfigError(f'HOST {host!r} is not an address this machine has: {error}') from None
+        raise ConfigError(f'{name} {host!r} is not an address this machine has: {error}') from None
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # Connections of an earlier run still in TIME_WAIT must not count as "in use".
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -742,6 +935,7 @@ def configure(environ):
 
 def mount(root, config_path):
     """Mount `root` at / with the app config in `config_path`; return the WSGI app to serve."""
+    check_app_config(config_path)
     app_dir = os.path.dirname(os.path.abspath(config_path))
     # prod.conf names static files relative to the app folder, not the working directory.
     app = cherrypy.tree.mount(root, '', {'/': {
@@ -772,8 +966,14 @@ def build_server(settings, app):
             max_buffer_size=HEADER_BUFFER),
         workers_kill_timeout=settings['server.shutdown_timeout'],
         log_dictconfig=GRANIAN_LOGGING,
-        # RELOAD=1 (./run.sh --dev): granian restarts the workers when a file changes.
+        # A worker that dies (killed, out of memory, os._exit in a handler) is replaced while
+        # the others serve on; one that dies again within 5.5 s of its replacement (a crash at
+        # start, say) stops the server with exit 1 and "Worker crash loop detected".
+        respawn_failed_workers=not settings['server.reload'],
+        # RELOAD=1 (./run.sh --dev): granian restarts the workers when a file changes. A
+        # worker that cannot load the edited app (a typo) ends; the next save starts anew.
         reload=settings['server.reload'],
+        reload_ignore_worker_failure=True,
         reload_paths=[Path(settings['server.app_dir'])],
         reload_ignore_dirs=RELOAD_IGNORED,
         reload_tick=100,
@@ -784,26 +984,80 @@ def build_server(settings, app):
     )
     server.app = app
     server.drain_seconds = settings['server.drain_seconds']
-    if settings['server.metrics_port'] and not settings['server.reload']:
+    if not settings['server.reload']:
+        server.worker_timeout = settings['server.worker_timeout']
+    if settings.get('server.metrics_listener'):
         server.metrics = MetricsSettings(
-            settings['server.bind_address'], settings['server.metrics_port'],
-            metrics.prepare_directory(), settings['server.thread_pool'])
+            settings['server.metrics_listener'], metrics.prepare_directory(),
+            settings['server.thread_pool'])
     return server
 
 
-def load_fresh_app(root_class, config_path, supervisor, _target):
-    """Build the app anew in a spawned worker (RELOAD=1): the edited code, imported afresh."""
+def load_fresh_app(root, config_path, supervisor, _target):
+    """Build the app anew in a spawned worker (RELOAD=1): the edited code, imported afresh.
+
+    `root` names the root class as (module, name). An app that cannot load (a syntax error,
+    a prod.conf mistake) is reported in one block and ends this worker with exit 1; the
+    supervisor keeps watching, and the next save starts a new one.
+    """
     begin_worker(supervisor)
-    configure(os.environ)
-    app = mount(root_class(), config_path)
+    try:
+        root_class = getattr(importlib.import_module(root[0]), root[1])
+        configure(os.environ)
+        app = mount(root_class(), config_path)
+    except ConfigError as error:
+        sys.exit(f'landing: {error}\nlanding: fix it and save: the server is still watching')
+    except Exception as error:
+        sys.exit(load_error(error, os.path.dirname(os.path.abspath(config_path))))
     start_engine()
     return traced_in_every_thread(app)
+
+
+def load_error(error, app_dir):
+    """Return `error` as one block: the app's own lines of its traceback, then what went wrong."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if frame.filename.startswith(app_dir + os.sep) and frame.filename != __file__]
+    lines = traceback.format_list(frames) + traceback.format_exception_only(error)
+    return ('landing: the app failed to load:\n' + ''.join(lines)
+            + 'landing: fix it and save: the server is still watching')
+
+
+def root_name(root):
+    """Return (module, class name) of `root`, importable by a spawned worker.
+
+    Run as a script, the app's module is __main__: its name is then the script's own.
+    """
+    module = type(root).__module__
+    if module == '__main__':
+        module = Path(sys.modules['__main__'].__file__).stem
+    return module, type(root).__qualname__
+
+
+def keep_main_out_of_spawned_workers():
+    """Have spawned workers skip re-running the script that started the server (landing.py).
+
+    multiprocessing runs the parent's main script again in each spawned process, before any
+    code of ours: a syntax error saved there would end the worker with multiprocessing's own
+    traceback. A main module whose spec is named __main__ is left alone (as for `python -m
+    pkg`); load_fresh_app imports the app by name instead, and reports what fails.
+    """
+    main = sys.modules['__main__']
+    if getattr(main, '__spec__', None) is None:
+        main.__spec__ = importlib.machinery.ModuleSpec('__main__', None)
+
+
+def open_metrics_listener(settings):
+    """Bind the metrics port now, before any worker starts, or raise ConfigError naming it."""
+    host, port = settings['server.metrics_host'], settings['server.metrics_port']
+    address = bindable_address(host, port, 'METRICS_HOST')  # names a port in use in one line
+    return socket.create_server((address, port), backlog=128,
+                                family=socket.AF_INET6 if ':' in address else socket.AF_INET)
 
 
 def serve(root, config_path, environ=os.environ):
     """Mount `root` with `config_path` and serve it until SIGTERM or Ctrl-C; exit on bad config."""
     # Until granian installs its own, a signal during start-up is noted, then acted on.
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(signum, lambda *_: _stop_early.append(True))
     if _stop_early:
         return  # stopped before anything started
@@ -811,26 +1065,41 @@ def serve(root, config_path, environ=os.environ):
         settings = configure(environ)
         settings['server.bind_address'] = bindable_address(
             settings['server.socket_host'], settings['server.socket_port'])
+        settings['server.app_dir'] = os.path.dirname(os.path.abspath(config_path))
+        app = mount(root, config_path)
         if settings['server.metrics_port'] and not settings['server.reload']:
-            bindable_address(settings['server.socket_host'], settings['server.metrics_port'])
+            settings['server.metrics_listener'] = open_metrics_listener(settings)
     except ConfigError as error:
         sys.exit(f'landing: {error}')
     raise_open_files_limit()
-    settings['server.app_dir'] = os.path.dirname(os.path.abspath(config_path))
-    app = mount(root, config_path)
     log(f"host={settings['server.socket_host']} port={settings['server.socket_port']} "
         f"threads={settings['server.thread_pool']} workers={settings['server.workers']}"
         + (' reload=on' if settings['server.reload'] else ''), 'SETTINGS')
     server = build_server(settings, app)
     server.on_startup(functools.partial(stop_if_signalled_early, server))
-    if settings['server.reload']:
-        # Spawned workers import the app's files afresh, edits included; forked ones would
-        # inherit the code this process imported at start.
-        multiprocessing.set_start_method('spawn', force=True)
-        server.serve(target_loader=functools.partial(
-            load_fresh_app, type(root), config_path, os.getpid()))
-    else:
-        # Forked workers inherit the mounted app instead of importing it again: a faster
-        # start, and memory pages shared with this process.
-        multiprocessing.set_start_method('fork', force=True)
-        server.serve(target_loader=server.load_app)
+    try:
+        if settings['server.reload']:
+            # Spawned workers import the app's files afresh, edits included; forked ones
+            # would inherit the code this process imported at start.
+            multiprocessing.set_start_method('spawn', force=True)
+            keep_main_out_of_spawned_workers()
+            server.serve(spawn_target=run_worker, target_loader=functools.partial(
+                load_fresh_app, root_name(root), config_path, os.getpid()))
+        else:
+            # Forked workers inherit the mounted app instead of importing it again: a faster
+            # start, and memory pages shared with this process.
+            multiprocessing.set_start_method('fork', force=True)
+            server.serve(spawn_target=run_worker, target_loader=server.load_app)
+    finally:
+        ignore_stop_signals()
+
+
+def ignore_stop_signals():
+    """Ignore further stop signals: the server has stopped, the process is ending.
+
+    Python puts back the default action of every signal it handled as it finalizes, and a
+    second SIGTERM or Ctrl-C then would kill the process (exit -15 or -2) instead of
+    letting it end with its own code.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)

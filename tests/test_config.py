@@ -1,5 +1,6 @@
 """Configuration: landing.py's seed, environment overrides, and what prod.conf declares."""
 import os
+import re
 
 import pytest
 from cherrypy.lib import reprconf
@@ -136,3 +137,88 @@ def test_prod_conf_serves_static_dir_with_staticdir(prod_conf):
 def test_config_path_is_beside_landing_py():
     """landing.py finds prod.conf next to itself, whatever the working directory."""
     assert os.path.join(ROOT, 'prod.conf') == landing.CONFIG_PATH
+
+
+# (edit of prod.conf: old text -> new text, start of the one line it must give)
+CONFIG_MISTAKES = {
+    'misspelled tool option': (
+        'tools.staticdir.dir', 'tools.staticdir.dri',
+        "tools.staticdir.dri: tools.staticdir has no option 'dri'"),
+    'unknown tool': (
+        'tools.staticdir.on', 'tools.staticdri.on', "tools.staticdri.on: there is no tool"),
+    'tool without option': ('tools.staticdir.on', 'tools.staticdir', 'tools.staticdir: a tool'),
+    'bad value': ('= True', '= Ture(', 'tools.'),
+    'missing ]': ('[/static]', '[/static', "'[/static' lacks its closing ]"),
+    'option given twice': ('tools.staticdir.on = True', 'tools.staticdir.on = True\n'
+                           'tools.staticdir.on = True', "option 'tools.staticdir.on' in"),
+    'line that is no option': ('tools.staticdir.on = True', 'tools.staticdir.on = True\njunk',
+                               "'junk' is neither a [section] nor an option = value"),
+}
+
+
+def broken_copy(tmp_path, old, new):
+    """Write prod.conf with the first `old` replaced by `new`; return its path and that line."""
+    with open(landing.CONFIG_PATH) as shipped:
+        text = shipped.read()
+    assert old in text
+    line = text[:text.index(old)].count('\n') + 1
+    path = tmp_path / 'prod.conf'
+    path.write_text(text.replace(old, new, 1))
+    return path, line
+
+
+@pytest.mark.parametrize('mistake', CONFIG_MISTAKES)
+def test_a_prod_conf_mistake_names_file_line_and_option(tmp_path, mistake):
+    """Each mistake in prod.conf: one ConfigError naming prod.conf, its line and what is wrong."""
+    old, new, says = CONFIG_MISTAKES[mistake]
+    path, line = broken_copy(tmp_path, old, new)
+    with pytest.raises(server.ConfigError) as error:
+        server.check_app_config(str(path))
+    message = str(error.value)
+    assert '\n' not in message
+    assert re.match(r'prod\.conf line (\d+): ', message)
+    number = int(re.match(r'prod\.conf line (\d+): ', message)[1])
+    assert number in (line, line + 1)  # the line edited, or the one it added
+    assert says in message
+
+
+def test_an_option_before_any_section_is_named(tmp_path):
+    """An option above the first [section]: its line, and why."""
+    path = tmp_path / 'prod.conf'
+    path.write_text('# a comment\ntools.gzip.on = True\n')
+    with pytest.raises(server.ConfigError, match=r"^prod\.conf line 2: 'tools.gzip.on = True' "
+                       r'comes before any \[section\]$'):
+        server.check_app_config(str(path))
+
+
+def test_the_shipped_prod_conf_passes_the_check():
+    """The prod.conf the template ships has no mistake the check finds."""
+    server.check_app_config(landing.CONFIG_PATH)
+
+
+def test_tool_options_taking_any_keyword_are_accepted(tmp_path):
+    """A tool whose callable takes **kwargs accepts any option name; priority is every tool's."""
+    path = tmp_path / 'app.conf'
+    path.write_text('[/]\ntools.caching.anything = 1\ntools.gzip.priority = 80\n')
+    server.check_app_config(str(path))
+
+
+def test_metrics_port_equal_to_port_is_refused():
+    """METRICS_PORT == PORT: one line saying they must differ."""
+    with pytest.raises(server.ConfigError, match='METRICS_PORT must differ from PORT'):
+        server.settings_from({'PORT': '8080', 'METRICS_PORT': '8080'}, SEED)
+
+
+def test_metrics_listen_on_loopback_unless_metrics_host_says_otherwise(fresh_settings):
+    """METRICS_HOST: 127.0.0.1 by default, whatever HOST says; an address when set."""
+    assert fresh_settings['server.metrics_host'] == '127.0.0.1'
+    settings = server.settings_from({'HOST': '0.0.0.0', 'METRICS_HOST': '::'}, SEED)
+    assert settings['server.metrics_host'] == '::'
+    with pytest.raises(server.ConfigError, match='METRICS_HOST must be an address'):
+        server.settings_from({'METRICS_HOST': ' '}, SEED)
+
+
+def test_worker_timeout_defaults_to_10_s_and_0_turns_it_off(fresh_settings):
+    """WORKER_TIMEOUT: 10 s unless set; 0 allowed (no watchdog)."""
+    assert fresh_settings['server.worker_timeout'] == 10
+    assert server.settings_from({'WORKER_TIMEOUT': '0'}, SEED)['server.worker_timeout'] == 0

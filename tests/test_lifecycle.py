@@ -3,6 +3,8 @@
 Each test starts a real `python landing.py` (or tests/slow_landing.py) and signals it by PID.
 """
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port, request, wait_until
+from conftest import APP_FILES, ROOT, free_port, request, wait_until
 
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
 
@@ -79,18 +81,26 @@ def test_sigterm_stops_within_the_shutdown_timeout_when_a_request_hangs(start_se
         thread.join(timeout=20)
 
 
-@pytest.mark.parametrize('first, second', [
-    (signal.SIGTERM, signal.SIGTERM),
-    (signal.SIGINT, signal.SIGINT),
-    (signal.SIGTERM, signal.SIGINT),
+@pytest.mark.parametrize('first, second, gap', [
+    (signal.SIGTERM, signal.SIGTERM, 0.2),
+    (signal.SIGINT, signal.SIGINT, 0.2),
+    (signal.SIGTERM, signal.SIGINT, 0.2),
+    (signal.SIGTERM, signal.SIGTERM, 0.01),
+    (signal.SIGINT, signal.SIGINT, 0.05),
+    (signal.SIGQUIT, signal.SIGTERM, 0.01),
+    (signal.SIGTERM, signal.SIGTERM, 0.5),
 ])
-def test_a_second_signal_never_hangs_nor_prints_a_traceback(start_server, first, second):
-    """Signalled twice 200 ms apart (Ctrl-C twice, docker stop twice): exit 0, no traceback."""
+def test_a_second_signal_never_hangs_nor_prints_a_traceback(start_server, first, second, gap):
+    """Signalled twice, 10 to 500 ms apart (Ctrl-C twice, docker stop twice): a clean exit 0.
+
+    The request in flight is answered, nothing prints a traceback, and a second signal as
+    Python finalizes no longer kills the process (exit -15).
+    """
     server = start_server(script=SLOW_APP).wait_ready()
     threads, answers = visit_all(server.port, ['/slow?seconds=1'])
     wait_until(lambda: 'slow request started' in server.stderr(), what='request in flight')
     server.proc.send_signal(first)
-    time.sleep(0.2)  # the interval under test, not a wait for something
+    time.sleep(gap)  # the interval under test, not a wait for something
     server.proc.send_signal(second)
     assert server.proc.wait(timeout=15) == 0
     for thread in threads:
@@ -174,3 +184,45 @@ def test_numbers_must_be_ascii_digits(value):
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f'landing: PORT must be a whole number from 1 to 65535, got {value!r}']
+
+
+@pytest.mark.parametrize('old, new, says', [
+    ('tools.staticdir.dir', 'tools.staticdir.dri', "tools.staticdir has no option 'dri'"),
+    ('[/static]', '[/static', "'[/static' lacks its closing ]"),
+    ('max-age=3600")]', 'max-age=3600")', 'not a Python value'),
+])
+def test_a_prod_conf_mistake_stops_start_up_with_one_line(tmp_path, old, new, says):
+    """prod.conf with a misspelled option, a missing ] or a bad value: exit 1, one line, < 2 s."""
+    app = tmp_path / 'app'  # the folder name coverage maps back to the app's (pyproject.toml)
+    app.mkdir()
+    for name in APP_FILES:
+        copy = shutil.copytree if name == 'static' else shutil.copy2
+        copy(os.path.join(ROOT, name), app / name)
+    config = app / 'prod.conf'
+    text = config.read_text()
+    config.write_text(text.replace(old, new, 1))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(app / 'landing.py')], cwd=tmp_path,
+                          env=dict(os.environ, PORT=str(free_port()), METRICS_PORT='0'),
+                          capture_output=True, text=True, timeout=10)
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert re.fullmatch(r'landing: prod\.conf line \d+: .+', line)
+    assert says in line
+    assert time.monotonic() - started < 2
+
+
+def test_sigquit_stops_gracefully_like_sigterm(start_server):
+    """SIGQUIT with a request in flight: answered, exit 0, the metrics folder removed."""
+    server = start_server(script=SLOW_APP).wait_ready()
+    threads, answers = visit_all(server.port, ['/slow?seconds=1'])
+    wait_until(lambda: 'slow request started' in server.stderr(), what='request in flight')
+    folder = f'/dev/shm/landing-metrics-{server.proc.pid}'
+    assert os.path.isdir(folder)
+    server.proc.send_signal(signal.SIGQUIT)
+    assert server.proc.wait(timeout=15) == 0
+    for thread in threads:
+        thread.join(timeout=20)
+    assert answers == {0: (200, b'done')}
+    assert not os.path.exists(folder)
+    assert 'Traceback' not in server.stderr()

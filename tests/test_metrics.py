@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -395,3 +396,89 @@ def test_the_sampler_publishes_counts_and_busy_threads_on_its_own(tmp_path):
                               route='Landing.index', status='2xx') == 1, deadline=5,
                what='request published')
     assert sample(registry, 'landing_threads_busy') == 0
+
+
+def threads_of(pid):
+    """Return how many threads process `pid` runs, from /proc."""
+    return len(os.listdir(f'/proc/{pid}/task'))
+
+
+def test_the_metrics_port_names_no_version_and_refuses_other_methods(metered):
+    """Answers say `Server: Landing`, no version; GET and HEAD scrape, POST gets 405."""
+    _, port = metered()
+    status, headers, body = request(port, 'GET', '/metrics')
+    assert (status, headers['Server']) == (200, 'Landing')
+    assert b'landing_threads_total' in body
+    status, headers, body = request(port, 'HEAD', '/metrics')
+    assert (status, body) == (200, b'')
+    assert int(headers['Content-Length']) > 0
+    assert request(port, 'POST', '/metrics', body=b'x')[0] == 405
+
+
+def test_200_silent_connections_cost_no_thread_and_a_scrape_still_answers(metered):
+    """200 connections that send nothing: at most 2 more threads, a scrape answers in < 1 s."""
+    served, port = metered()
+    scrape(port)
+    before = threads_of(served.proc.pid)
+    silent = [socket.create_connection(('127.0.0.1', port), timeout=5) for _ in range(200)]
+    try:
+        started = time.monotonic()
+        assert request(port, 'GET', '/metrics', timeout=1)[0] == 200
+        assert time.monotonic() - started < 1
+        assert threads_of(served.proc.pid) <= before + 2
+    finally:
+        for conn in silent:
+            conn.close()
+
+
+@pytest.mark.slow
+def test_a_silent_metrics_connection_is_closed_after_the_io_timeout(metered):
+    """A connection that sends nothing is closed after metrics.IO_TIMEOUT seconds."""
+    _, port = metered()
+    with socket.create_connection(('127.0.0.1', port), timeout=metrics.IO_TIMEOUT + 5) as conn:
+        started = time.monotonic()
+        assert conn.recv(1) == b''
+        assert metrics.IO_TIMEOUT - 0.5 < time.monotonic() - started < metrics.IO_TIMEOUT + 3
+
+
+def listening_addresses(port):
+    """Return the IPv4 addresses a socket listens on at `port`, from /proc/net/tcp."""
+    found = []
+    with open('/proc/net/tcp') as table:
+        for line in list(table)[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, local_port = local.split(':')
+            if int(local_port, 16) == port and state == '0A':
+                found.append(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
+def test_metrics_bind_metrics_host_not_host(start_server):
+    """METRICS_HOST sets the metrics' bind address, apart from the site's HOST."""
+    port = free_port()
+    served = start_server(env={'METRICS_PORT': str(port), 'METRICS_HOST': '127.0.0.2'})
+    served.wait_ready()
+    wait_until(lambda: request(port, 'GET', '/metrics', host='127.0.0.2')[0] == 200,
+               what='metrics answering on 127.0.0.2')
+    assert listening_addresses(port) == ['127.0.0.2']
+    assert listening_addresses(served.port) == ['127.0.0.1']
+
+
+def test_the_kubernetes_manifest_opens_the_metrics_to_the_pod_network():
+    """Prometheus scrapes pods over the pod network: the Deployment sets METRICS_HOST."""
+    with open(os.path.join(ROOT, 'deploy', 'kubernetes', 'deployment.yaml')) as manifest:
+        text = manifest.read()
+    assert '- name: METRICS_HOST\n              value: "0.0.0.0"' in text
+
+
+def test_leftover_folders_of_processes_that_are_gone_are_removed(tmp_path):
+    """remove_leftovers: folders of dead PIDs go; of live PIDs, and other names, stay."""
+    gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f'landing-metrics-{int(gone.stdout)}'
+    alive = tmp_path / f'landing-metrics-{os.getpid()}'
+    other = tmp_path / 'landing-metrics-notapid'
+    for folder in (dead, alive, other):
+        folder.mkdir()
+    metrics.remove_leftovers(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])

@@ -347,14 +347,16 @@ def test_configuration_table_lists_exactly_the_variables_server_py_reads():
     """The table's variables are the ones settings_from() looks up in the environment."""
     environ = NamesAskedFor()
     server.settings_from(environ, seed={})
-    assert environ.asked == {'HOST', 'LOG_FORMAT', *server.WHOLE_NUMBER_VARIABLES}
+    assert environ.asked == {*server.ADDRESS_VARIABLES, 'LOG_FORMAT',
+                             *server.WHOLE_NUMBER_VARIABLES}
     assert set(configuration_table()) == environ.asked
 
 
-def test_configuration_table_gives_host_and_its_default(fresh_settings):
-    """HOST defaults to the host landing.py seeds."""
-    default, _ = configuration_table()['HOST']
-    assert default == fresh_settings['server.socket_host']
+@pytest.mark.parametrize('name', sorted(server.ADDRESS_VARIABLES))
+def test_configuration_table_gives_each_address_its_default(fresh_settings, name):
+    """HOST defaults to the host landing.py seeds, METRICS_HOST to loopback."""
+    default, _ = configuration_table()[name]
+    assert default == fresh_settings[server.ADDRESS_VARIABLES[name]]
 
 
 def test_configuration_table_gives_log_format_its_default_and_choices(fresh_settings):

@@ -2,14 +2,12 @@
 import os
 import resource
 import signal
-import threading
 from unittest import mock
 
 import cherrypy
 import pytest
 
 import server
-from conftest import wait_until
 
 
 def test_apps_get_the_fast_access_log_once(in_process):
@@ -44,22 +42,25 @@ def test_connections_per_worker_stay_under_the_open_files_limit(files, workers, 
 
 @pytest.fixture
 def own_signal_handlers():
-    """Restore this process's SIGTERM and SIGINT handlers after a test replaces them."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    """Restore this process's SIGTERM, SIGINT and SIGQUIT handlers after a test replaces them."""
+    saved = {signum: signal.getsignal(signum)
+             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)}
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)
     server._worker_signals.clear()
 
 
-def test_a_signal_during_worker_loading_reaches_granians_handler(own_signal_handlers):
-    """SIGTERM before granian's handler is in place is kept, then sent again once it is."""
-    received = threading.Event()
-    server.hand_over_early_signals(deadline=10)
+def test_a_signal_during_worker_loading_is_kept_for_run_worker(own_signal_handlers):
+    """SIGTERM while a worker loads is noted for run_worker; Ctrl-C and Ctrl-backslash are not.
+
+    The supervisor gets those too, and stops the workers itself.
+    """
+    server.note_early_signals()
     signal.raise_signal(signal.SIGTERM)  # while the worker is "loading"
+    signal.raise_signal(signal.SIGINT)
+    signal.raise_signal(signal.SIGQUIT)
     assert server._worker_signals == [signal.SIGTERM]
-    signal.signal(signal.SIGTERM, lambda *_: received.set())  # granian takes over
-    wait_until(received.is_set, deadline=5, what='SIGTERM handed over')
 
 
 def test_a_worker_keeps_the_supervisors_inherited_handler_from_acting(own_signal_handlers):
