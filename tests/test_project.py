@@ -21,6 +21,8 @@ from packaging.tags import compatible_tags, cpython_tags, platform_tags, sys_tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from containers import BASE_IMAGE, docker, require_base_image, require_engine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Each view of the lock, and the sets of pyproject.toml it holds (None: the project's own
@@ -134,10 +136,24 @@ def test_requires_python_is_the_versions_the_suite_and_image_run(pyproject):
     assert tested == ['3.11', '3.13']
 
 
+@pytest.mark.slow
+def test_the_image_base_runs_a_claimed_python(pyproject):
+    """The base the image is built on (PYTHON_IMAGE; CI's stand-in too) runs a tested Python."""
+    require_engine()
+    require_base_image()
+    version = docker('run', '--rm', '--network', 'none', BASE_IMAGE, 'python3', '-c',
+                     'import sys; print("%d.%d" % sys.version_info[:2])').stdout.strip()
+    assert version in claimed_pythons(pyproject), f'{BASE_IMAGE} runs Python {version}'
+    assert version in SpecifierSet(pyproject['project']['requires-python'])
+
+
 def test_the_lock_is_made_from_this_pyproject(pyproject, lock):
     """uv.lock records pyproject.toml's requires-python, dependencies and groups as they are."""
     assert tomllib.loads(read('uv.lock'))['requires-python'] == (
         pyproject['project']['requires-python'])
+    constraints = tomllib.loads(read('uv.lock'))['manifest']['constraints']
+    assert {Requirement(f"{item['name']}{item['specifier']}") for item in constraints} == {
+        Requirement(item) for item in pyproject['tool']['uv']['constraint-dependencies']}
     metadata = lock['landing']['metadata']
     locked = {Requirement(f"{item['name']}{item.get('specifier', '')}")
               for item in metadata['requires-dist']}
