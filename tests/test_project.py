@@ -124,16 +124,20 @@ def claimed_pythons(pyproject):
 
 
 def test_requires_python_is_the_versions_the_suite_and_image_run(pyproject):
-    """The floor is the oldest tested Python; the image's Python and this one are tested ones."""
+    """The floor is the oldest tested Python (CI's), the image's the other; this one is in range."""
     specifier = SpecifierSet(pyproject['project']['requires-python'])
     tested = claimed_pythons(pyproject)
     assert specifier == SpecifierSet(f'>={tested[0]}')
     image = re.search(r'^ARG PYTHON_IMAGE=python:(\d+\.\d+)-slim$', read('Dockerfile'), re.M)
     assert image, 'the Dockerfile names no python:X.Y-slim base image'
     assert image[1] in tested, 'the image runs a Python the project does not name as tested'
-    running = f'{sys.version_info.major}.{sys.version_info.minor}'
-    assert running in tested, f'the suite runs on {running}, which is not a tested Python'
     assert tested == ['3.11', '3.13']
+    running = f'{sys.version_info.major}.{sys.version_info.minor}'
+    assert running in specifier, f'the suite runs on {running}, outside requires-python'
+    # CI runs the host suite on the oldest claimed Python, so that the floor is tested; a
+    # developer's machine may run any supported one.
+    if os.environ.get('CI') == 'true':
+        assert running == tested[0], f'CI runs the suite on {running}, not on {tested[0]}'
 
 
 @pytest.mark.slow
