@@ -259,37 +259,37 @@ def pre_commit_hooks():
             if repo['repo'] == 'local']
 
 
+def hook_command(hook):
+    """The lint command a hook runs: its entry, or what its entry hands to `bash -c`."""
+    argv = shlex.split(hook['entry'])
+    return argv[2] if argv[:2] == ['bash', '-c'] else hook['entry']
+
+
 def test_pre_commit_runs_test_sh_linters_from_the_lock(pyproject):
     """Each hook is test.sh's lint line, calling .venv's tool, which the lock's lint group pins."""
     hooks = pre_commit_hooks()
     config = yaml.safe_load(read('.pre-commit-config.yaml'))
     assert [repo['repo'] for repo in config['repos']] == ['local']
-    lint_lines = [line.strip().replace('"$bin/', '.venv/bin/').split(' ||')[0]
+    lint_lines = [line.strip().replace('"$bin/', '.venv/bin/').split(' ||')[0].replace('"', '')
                   for line in read('test.sh').splitlines() if '"$bin/' in line and '||' in line]
-    assert [hook['entry'] for hook in hooks] == [line.replace('"', '') for line in lint_lines]
-    pins = view_pins('requirements-dev.txt')
-    packages = LINT_PACKAGES
+    assert [hook_command(hook) for hook in hooks] == lint_lines
     lint = {canonicalize_name(item.name) for item in group_requirements(pyproject, 'lint')}
-    assert {hook['id'] for hook in hooks} == set(packages)
-    assert set(packages.values()) == lint
+    assert {hook['id'] for hook in hooks} == set(LINT_PACKAGES)
+    assert set(LINT_PACKAGES.values()) == lint
     for hook in hooks:
         assert hook['language'] == 'system'
         assert hook['pass_filenames'] is False
-        assert packages[hook['id']] in pins
+        assert LINT_PACKAGES[hook['id']] in view_pins('requirements-dev.txt')
 
 
 @pytest.mark.parametrize('hook', pre_commit_hooks(), ids=lambda hook: hook['id'])
 def test_each_pre_commit_hook_passes_with_the_pinned_tool(hook):
-    """The hook's command runs the tool .venv holds, at the lock's version, and passes."""
-    tool = shlex.split(hook['entry'])[0]
-    executable = os.path.join(os.path.dirname(sys.executable), os.path.basename(tool))
-    if not os.path.exists(executable):
-        pytest.fail(f'{executable} is missing: requirements-dev.txt installs it')
+    """The hook's entry, run as pre-commit runs it (no shell), uses the locked tool and passes."""
     package = LINT_PACKAGES[hook['id']]
-    locked = view_pins('requirements-dev.txt')[package][0]
-    assert importlib.metadata.version(package) == locked, f'{package} is not the locked version'
-    argv = [executable, *shlex.split(hook['entry'])[1:]]
-    if hook['id'] == 'shellcheck':
-        argv = ['bash', '-c', f'exec {shlex.join(argv[:1])} {" ".join(argv[1:])}']
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert importlib.metadata.version(package) == view_pins('requirements-dev.txt')[package][0]
+    tool = os.path.join(ROOT, shlex.split(hook_command(hook))[0])
+    if not os.path.exists(tool):
+        pytest.fail(f'{tool} is missing: ./test.sh installs it (requirements-dev.txt)')
+    result = subprocess.run(shlex.split(hook['entry']), cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
