@@ -14,10 +14,13 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python3 -m venv /opt/venv
 # Requirements before the code: editing the app reuses this layer instead of reinstalling.
+# requirements.txt is uv.lock's runtime view (.ci/lock.sh): the project's dependencies and
+# everything they pull in, each with its hashes, and no test tool.
 COPY requirements.txt /tmp/requirements.txt
-# --no-deps plus `pip check` proves requirements.txt pins every dependency: nothing unpinned
-# can slip in. pip itself then goes: the runtime installs nothing.
-RUN /opt/venv/bin/python -m pip install --no-deps -r /tmp/requirements.txt \
+# --require-hashes: only the files the lock names install. --no-deps plus `pip check` proves
+# requirements.txt pins every dependency: nothing unpinned can slip in. pip itself then goes:
+# the runtime installs nothing.
+RUN /opt/venv/bin/python -m pip install --require-hashes --no-deps -r /tmp/requirements.txt \
  && /opt/venv/bin/python -m pip check \
  && /opt/venv/bin/python -m pip uninstall --yes --quiet pip
 
@@ -47,14 +50,13 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
 # Exec form: the server is PID 1 and receives docker stop's SIGTERM itself.
 CMD ["python", "landing.py"]
 
-# The test tools join a copy of the build venv in a stage of their own: pytest and coverage
-# with their pins from requirements-dev.txt, none of its lint or browser tools.
+# The test tools join a copy of the build venv in a stage of their own: the lock's test group
+# (pytest and coverage with what they pull in, hashed: requirements-test.txt), no lint,
+# browser or Kubernetes tools.
 FROM build AS test-tools
-COPY requirements-dev.txt /tmp/requirements-dev.txt
-RUN grep -E '^(pytest|iniconfig|packaging|pluggy|Pygments|coverage)==' \
-      /tmp/requirements-dev.txt >/tmp/requirements-test.txt \
- && /opt/venv/bin/python -m ensurepip --default-pip >/dev/null \
- && /opt/venv/bin/python -m pip install --no-deps -r /tmp/requirements-test.txt \
+COPY requirements-test.txt /tmp/requirements-test.txt
+RUN /opt/venv/bin/python -m ensurepip --default-pip >/dev/null \
+ && /opt/venv/bin/python -m pip install --require-hashes --no-deps -r /tmp/requirements-test.txt \
  && /opt/venv/bin/python -m pip check \
  && /opt/venv/bin/python -m pip uninstall --yes --quiet pip
 

@@ -85,7 +85,8 @@ trap stop_poller EXIT
 run_local() {
   # Same app, same settings code; only the address differs: loopback, unprivileged port.
   local port="${PORT:-8080}" reload=0 server status
-  # The same .venv and stamp as test.sh: pip runs again only when a pin changed.
+  # The same .venv and stamp as test.sh: pip runs again only when a pin changed. The runtime
+  # view of uv.lock, installed with its hashes.
   # shellcheck source=.ci/venv.sh
   source .ci/venv.sh
   ensure_venv .venv requirements.txt
@@ -134,7 +135,7 @@ fi
 unreadable=$(find . -maxdepth 0 ! -perm -o=rx -print -quit)
 if [[ -z "$unreadable" ]]; then
   unreadable=$(find ./*.py prod.conf static \
-    requirements.txt requirements-dev.txt pyproject.toml test.sh tests -name __pycache__ -prune \
+    requirements.txt requirements-test.txt pyproject.toml test.sh tests -name __pycache__ -prune \
     -o \( -type d ! -perm -o=rx -o -type f ! -perm -o=r \) -print -quit 2>/dev/null || true)
 fi
 if [[ -n "$unreadable" ]]; then

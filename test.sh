@@ -18,7 +18,9 @@ say() {
   echo "test.sh: $*" >&2
 }
 
-requirements=(requirements-dev.txt)
+# Views of uv.lock, each one install set (.ci/lock.sh): the runtime, then the host suite's and
+# the linters' groups, then the groups that need a part a machine may lack.
+requirements=(requirements.txt requirements-dev.txt)
 if [[ -x /usr/bin/chromium || "${REQUIRE_BROWSER:-}" == 1 ]]; then
   requirements+=(requirements-browser.txt)
 fi
@@ -38,7 +40,7 @@ else
   python=.venv/bin/python
   # shellcheck source=.ci/venv.sh
   source .ci/venv.sh
-  ensure_venv .venv requirements.txt "${requirements[@]}"
+  ensure_venv .venv "${requirements[@]}"
 fi
 
 # Coverage measures every module in this folder, wherever a test starts the app from.
@@ -63,10 +65,10 @@ if [[ -x "$bin/ruff" ]]; then
   "$bin/shellcheck" -x run.sh test.sh .ci/run .ci/*.sh bench/run.sh || lint_status=$?
   "$bin/hadolint" Dockerfile || lint_status=$?
 elif [[ "${CI:-}" == true ]]; then
-  say "lint tools missing from $bin (requirements-dev.txt)"
+  say "lint tools missing from $bin (requirements-dev.txt: the lint group)"
   lint_status=1
 else
-  say "lint skipped: no ruff in $bin (requirements-dev.txt installs it)"
+  say "lint skipped: no ruff in $bin (requirements-dev.txt, the lint group, installs it)"
 fi
 
 for step_status in "$status" "$coverage_status" "$lint_status"; do

@@ -1,6 +1,9 @@
 # shellcheck shell=bash
 # One .venv for run.sh and test.sh, installed from requirement files and refreshed when one
 # changes. usage: source .ci/venv.sh; ensure_venv .venv requirements.txt [more.txt ...]
+# The files are views of uv.lock (.ci/lock.sh writes them): every package pinned with its
+# hashes, so pip installs them --require-hashes and --no-deps, and `pip check` proves that
+# nothing outside the lock is needed. Only pip is needed here, no uv.
 # The stamp (.venv/requirements.stamp) holds one "sha256  file" line per file installed, so
 # each script asks only for what it needs and neither reinstalls after the other.
 # A .venv that cannot install (creation interrupted, or made where python3-venv was missing,
@@ -52,7 +55,9 @@ ensure_venv() {
   echo "venv: installing ${wanted[*]} into $venv" >&2
   local args=()
   for file in "${wanted[@]}"; do args+=(-r "$file"); done
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}" || return 1
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes \
+    --no-deps "${args[@]}" || return 1
+  "$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null || return 1
   for file in "${wanted[@]}"; do
     line=$(sha256sum "$file")
     # Keep other files' lines; replace this file's old one.

@@ -43,6 +43,9 @@ fi
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
   echo "bench: installing bench/requirements.txt into bench/.venv" >&2
   "$python" -m pip install --quiet --upgrade pip
+  # The app's pins are hashed (uv.lock's runtime view) and install as the image's do; the
+  # bench's own pins carry no hashes, so they go in a second install.
+  "$python" -m pip install --quiet --require-hashes --no-deps -r ../requirements.txt
   "$python" -m pip install --quiet -r requirements.txt
   echo "$wanted" >"$stamp"
 fi
