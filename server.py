@@ -38,11 +38,13 @@ if os.path.dirname(os.path.abspath(getattr(sys.modules['__main__'], '__file__', 
     for _signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(_signum, lambda *_: _stop_early.append(True))
 
+import contextlib  # noqa: E402
 import ctypes  # noqa: E402
 import datetime  # noqa: E402  (after the signal handlers, on purpose)
 import email.utils  # noqa: E402
 import functools  # noqa: E402
 import inspect  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
@@ -58,6 +60,7 @@ from pathlib import Path  # noqa: E402
 
 import cherrypy  # noqa: E402
 from cherrypy._cplogging import LogManager  # noqa: E402
+from cherrypy.lib import httputil  # noqa: E402
 from cherrypy.process.wspbus import states  # noqa: E402
 from granian.constants import HTTPModes, Interfaces  # noqa: E402
 from granian.http import HTTP1Settings  # noqa: E402
@@ -91,6 +94,8 @@ DEFAULTS = {
     'server.metrics_port': 9464,
     # A landing page takes no uploads: bigger bodies get 413.
     'server.max_request_body_size': 64 * 1024,
+    # Seconds a handler that reads a body waits for all of it; a slower upload gets 408.
+    'server.body_timeout': 10,
 }
 
 # LOG_FORMAT: the access log's line format.
@@ -110,6 +115,7 @@ WHOLE_NUMBER_VARIABLES = {
     'DRAIN_SECONDS': ('server.drain_seconds', 0, 3600),
     'RELOAD': ('server.reload', 0, 1),
     'METRICS_PORT': ('server.metrics_port', 0, 65535),
+    'BODY_TIMEOUT': ('server.body_timeout', 1, 3600),
 }
 
 # Headers hyper reads into one buffer: the request line and headers must fit (else 431/414).
@@ -120,8 +126,10 @@ MAX_TARGET = 4096
 MAX_SEGMENTS = 64
 # Descriptors kept back from connections for everything else a worker opens.
 FILES_RESERVED = 64
-# Answers up to this size are sent in one write; bigger ones (large static files) stream.
-ONE_PIECE = 256 * 1024
+# Answers with a length up to this size (every static file short of it) are handed to granian
+# whole, which writes them from its own I/O: a slow reader holds memory, never a thread.
+# Bigger ones stream, pulled by the worker thread.
+ONE_PIECE = 64 * 1024 * 1024
 
 # The environ key where the guard notes which handler answered (metrics.route_of).
 ROUTE = 'landing.route'
@@ -350,6 +358,22 @@ _VALID_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+;=%]+|\[[0-9A-Fa-f:.]+\])(?
 _RANGE = re.compile(r'bytes=(?:[0-9]{1,18}-[0-9]{0,18}|-0*[1-9][0-9]{0,17})')
 # The longest Host that can name a host: a DNS name (253) or an IPv6 literal, and a port.
 MAX_HOST = 262
+# Headers CherryPy splits into elements (httputil.header_elements) with regexes whose cost
+# grows with the square of the value: 16 KB of `,"` cost a second of CPU. Content-Type is
+# split on every request, GET included; Accept by the health check. Longer ones get 431.
+ELEMENT_HEADERS = frozenset({
+    'CONTENT_TYPE', 'HTTP_CONTENT_TYPE', 'HTTP_CONTENT_DISPOSITION', 'HTTP_TE',
+    'HTTP_IF_MATCH', 'HTTP_IF_NONE_MATCH'})
+MAX_ELEMENT_HEADER = 1024
+# Python's cookie parser unquotes backslashes in quadratic time on Python < 3.11.10
+# (CVE-2024-7592): 15,000 cost 0.47 s. No browser sends more than a few.
+MAX_COOKIE_BACKSLASHES = 64
+# CherryPy decodes RFC 2047 encoded words (=?charset?q?...?=) in every header value while it
+# reads them, before the app's config applies; an undecodable one raised a 500. RFC 9110 has
+# no use for them: a few are decoded as CherryPy does, more (or broken ones) get 400.
+MAX_ENCODED_WORDS = 8
+# The status the guard answers when the app fails, whatever it raised.
+SERVER_ERROR = '500 Internal Server Error'
 
 
 def _valid_date(value):
@@ -358,6 +382,34 @@ def _valid_date(value):
         return email.utils.parsedate_to_datetime(value) is not None
     except (TypeError, ValueError, IndexError, OverflowError):
         return False
+
+
+def decodable(value):
+    """Tell whether CherryPy can read header `value` cheaply: few encoded words, all valid."""
+    if '=?' not in value:
+        return True
+    if value.count('=?') > MAX_ENCODED_WORDS:
+        return False
+    try:
+        httputil.decode_TEXT(value.strip())
+    except Exception:  # noqa: BLE001  (unknown charsets, bad base64, mixed atoms: all of them)
+        return False
+    return True
+
+
+def header_refusal(environ):
+    """Return (status, reason) for a header CherryPy would read slowly or fail on, else None."""
+    for key, value in environ.items():
+        if not key.startswith(('HTTP_', 'CONTENT_')):
+            continue
+        if (key in ELEMENT_HEADERS or key.startswith('HTTP_ACCEPT')) and \
+                len(value) > MAX_ELEMENT_HEADER:
+            return '431 Request Header Fields Too Large', key
+        if key == 'HTTP_COOKIE' and value.count('\\') > MAX_COOKIE_BACKSLASHES:
+            return '431 Request Header Fields Too Large', key
+        if not decodable(value):
+            return '400 Bad Request', key
+    return None
 
 
 def refusal(environ, max_body=DEFAULTS['server.max_request_body_size']):
@@ -376,7 +428,7 @@ def refusal(environ, max_body=DEFAULTS['server.max_request_body_size']):
     length = environ.get('CONTENT_LENGTH', '')
     if length.isdigit() and int(length) > max_body:
         return '413 Content Too Large', 'body'
-    return None
+    return header_refusal(environ)
 
 
 def tidy(environ):
@@ -402,19 +454,151 @@ def tidy(environ):
                 raw.decode('utf-8', 'replace'), safe="=&;/:@!$'()*+,?")
 
 
+class GuardedRequest(cherrypy._cprequest.Request):
+    """CherryPy's request with the production error settings from the start.
+
+    CherryPy reads headers (RFC 2047 words, cookies) before the app's config applies, and the
+    class defaults then show tracebacks on its own version-naming page.
+    """
+
+    show_tracebacks = False
+    error_page = {'default': error_page}
+
+
+class BodyTimeout(Exception):
+    """The client did not send the whole request body within the deadline."""
+
+
+class DeadlineInput:
+    """wsgi.input read whole, at most `limit` bytes, within `timeout` s, on first use.
+
+    granian's body reads block the calling thread until the client sends. The read runs in a
+    thread of its own so the worker thread waits at most `timeout` seconds; a client still
+    sending then gets 408 and a close, and the reading thread ends with the connection.
+    Nothing reads until the app asks: paths that take no body never wait for one.
+    """
+
+    def __init__(self, raw, limit, timeout):
+        self.raw, self.limit, self.timeout = raw, limit, timeout
+        self.buffer = None
+
+    def _load(self):
+        """Read the whole body (up to limit + 1 bytes) within the timeout, or raise."""
+        if self.buffer is not None:
+            return self.buffer
+        chunks, done = [], threading.Event()
+
+        def read():
+            # A reset connection ends the body: what came is what the handler gets.
+            with contextlib.suppress(Exception):
+                left = self.limit + 1
+                while left > 0:
+                    chunk = self.raw.read(min(left, 65536))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    left -= len(chunk)
+            done.set()
+
+        threading.Thread(target=read, name='body-reader', daemon=True).start()
+        if not done.wait(self.timeout):
+            raise cherrypy.HTTPError(408, 'The request body did not arrive in time.')
+        self.buffer = io.BytesIO(b''.join(chunks))
+        return self.buffer
+
+    def read(self, size=-1):
+        """Read up to `size` bytes of the body (all with -1 or None)."""
+        return self._load().read(-1 if size is None else size)
+
+    def readline(self, size=-1):
+        """Read one line of the body."""
+        return self._load().readline(size)
+
+    def readlines(self, hint=-1):
+        """Read the body's lines."""
+        return self._load().readlines(hint)
+
+    def __iter__(self):
+        """Iterate over the body's lines."""
+        return iter(self._load())
+
+
+def takes_body():
+    """Tell CherryPy not to read a request body where nothing can take one.
+
+    Run before the body is read (`before_request_body`), once dispatch knows the handler: with
+    no handler (a 404) or a static file the body is never read, so a slow uploader to them
+    holds no thread. A handler's own body is read within BODY_TIMEOUT (DeadlineInput).
+    """
+    request = cherrypy.serving.request
+    tools = request.toolmaps.get('tools', {})
+    handler = request.handler
+    if (handler is None or isinstance(handler, cherrypy.NotFound)
+            or any(tools.get(name, {}).get('on') for name in ('staticdir', 'staticfile'))):
+        request.process_request_body = False
+
+
+def static_allowed(folder, branch):
+    """Tell whether `branch` under `folder` names no dot entry and stays inside it for real."""
+    if any(part.startswith('.') for part in re.split(r'[\\/]', branch)):
+        return False
+    base = os.path.realpath(folder)
+    try:
+        real = os.path.realpath(os.path.join(folder, branch))
+    except ValueError:  # a NUL byte
+        return False
+    return real == base or real.startswith(base + os.sep)
+
+
+def static_only():
+    """Answer 404 for a dotfile, dot-folder or symlink leaving its folder, before static tools.
+
+    CherryPy's staticdir unquotes the path once more (`%252e` is a dot) and follows symlinks.
+    """
+    request = cherrypy.serving.request
+    tools = request.toolmaps.get('tools', {})
+    staticdir = tools.get('staticdir', {})
+    if staticdir.get('on'):
+        folder = os.path.join(staticdir.get('root', ''), os.path.expanduser(staticdir['dir']))
+        section = staticdir.get('section', '/')
+        section = '/' if section == 'global' else section.rstrip('\\/')
+        branch = urllib.parse.unquote(request.path_info[len(section) + 1:].lstrip('\\/'))
+        if not static_allowed(folder, branch):
+            raise cherrypy.NotFound()
+    staticfile = tools.get('staticfile', {})
+    if staticfile.get('on'):
+        filename = os.path.join(staticfile.get('root') or '', staticfile['filename'])
+        folder, name = os.path.split(filename)
+        if not static_allowed(folder, name):
+            raise cherrypy.NotFound()
+
+
+cherrypy.tools.static_only = cherrypy.Tool('before_handler', static_only, priority=40)
+cherrypy.tools.takes_body = cherrypy.Tool('before_request_body', takes_body, priority=10)
+
+# Where configure() leaves BODY_TIMEOUT for mount(); no CherryPy namespace reads it.
+BODY_TIMEOUT_KEY = 'landing.body_timeout'
+# Guard-side config mount() gives the app: these tools on everywhere.
+GUARD_CONFIG = {'tools.static_only.on': True, 'tools.takes_body.on': True}
+
+
 class Guard:
     """WSGI layer around the CherryPy app: refusals, mends, security headers, one-piece answers.
 
-    With `metrics` (a metrics.RequestMetrics, set in each worker) it also counts and times
-    every request, refusals included.
+    Whatever the app raises (SystemExit and KeyboardInterrupt from a handler included) and
+    whatever 500 it writes, the client gets the project's 500 page. With `metrics` (a
+    metrics.RequestMetrics, set in each worker) it also counts and times every request,
+    refusals included.
     """
 
     metrics = None
 
-    def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size']):
+    def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size'],
+                 body_timeout=DEFAULTS['server.body_timeout']):
         self.app = app
         self.draining = draining
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     def headers(self, headers):
         """Return `headers` with RESPONSE_HEADERS in place, and Connection: close when draining."""
@@ -444,29 +628,60 @@ class Guard:
             self.metrics.finished(started, environ.get('REQUEST_METHOD', ''),
                                   environ.get(ROUTE, 'error'), status)
 
+    def page(self, start_response, status, close=True, exc_info=None):
+        """Answer with the project's page for `status`; return the body."""
+        body = error_page(status, '', '', '').encode()
+        headers = [('Content-Type', 'text/html; charset=utf-8'),
+                   ('Content-Length', str(len(body)))]
+        if close:
+            headers.append(('Connection', 'close'))
+        if exc_info:
+            start_response(status, self.headers(headers), exc_info)
+        else:
+            start_response(status, self.headers(headers))
+        return [body]
+
     def answer(self, environ, start_response):
         """Refuse the request, or mend it and pass it to the app; return the body."""
         refused = refusal(environ, self.max_body)
         if refused:
             environ[ROUTE] = 'refused'
-            status, _ = refused
-            body = error_page(status, '', '', '').encode()
-            start_response(status, self.headers([
-                ('Content-Type', 'text/html; charset=utf-8'),
-                ('Content-Length', str(len(body))), ('Connection', 'close')]))
-            return [body]
+            return self.page(start_response, refused[0])
         tidy(environ)
-        sized = []
+        environ['wsgi.input'] = DeadlineInput(
+            environ['wsgi.input'], self.max_body, self.body_timeout)
+        held = []
 
         def start(status, headers, exc_info=None):
-            sized.append(next((v for n, v in headers if n.lower() == 'content-length'), None))
-            return start_response(status, self.headers(headers), exc_info)
+            if held and held[0] is None:  # an app that starts late: straight through
+                return start_response(status, self.headers(headers), exc_info)
+            held.append((status, headers, exc_info))
+            return None
 
-        answer = self.app(environ, start)
+        try:
+            answer = self.app(environ, start)
+        except BaseException:  # noqa: BLE001  (SystemExit, KeyboardInterrupt from a handler)
+            cherrypy.log('the app raised', 'GUARD', severity=logging.ERROR, traceback=True)
+            return self.page(start_response, SERVER_ERROR, exc_info=sys.exc_info())
         if self.metrics is not None:
             # Which handler answered: CherryPy forgets once the answer closes.
             environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
-        length = sized[-1] if sized else None
+        return self.forward(answer, held, start_response)
+
+    def forward(self, answer, held, start_response):
+        """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
+        if not held:
+            held.append(None)
+            return answer
+        status, headers, exc_info = held[-1]
+        if status.startswith('500') or status.startswith('408'):
+            # Whatever wrote it (CherryPy's bare error path included), the page is ours;
+            # after a 408 the rest of the body is not read: the connection closes.
+            if hasattr(answer, 'close'):
+                answer.close()
+            return self.page(start_response, status, close=status.startswith('408'))
+        start_response(status, self.headers(headers), exc_info)
+        length = next((v for n, v in headers if n.lower() == 'content-length'), None)
         if length is None or not length.isdigit() or int(length) > ONE_PIECE:
             return answer
         # granian writes a list in one piece from its own I/O thread; an iterator is pulled
@@ -712,6 +927,7 @@ def configure(environ):
         'tools.encode.on': False,
         'tools.handler.on': True,
         'request.body.maxbytes': settings['server.max_request_body_size'],
+        BODY_TIMEOUT_KEY: settings['server.body_timeout'],
     })
     # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
     cherrypy.server.unsubscribe()
@@ -725,11 +941,13 @@ def mount(root, config_path):
     app_dir = os.path.dirname(os.path.abspath(config_path))
     # prod.conf names static files relative to the app folder, not the working directory.
     app = cherrypy.tree.mount(root, '', {'/': {
-        'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
+        'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir, **GUARD_CONFIG}})
     app.merge(config_path)
-    # The cap configure() gave CherryPy's reader (server.* settings stay out of its config).
+    app.request_class = GuardedRequest
+    # The cap and deadline configure() gave (server.* settings stay out of CherryPy's config).
     return Guard(cherrypy.tree, _draining, cherrypy.config.get(
-        'request.body.maxbytes', DEFAULTS['server.max_request_body_size']))
+        'request.body.maxbytes', DEFAULTS['server.max_request_body_size']),
+        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']))
 
 
 def build_server(settings, app):
