@@ -75,8 +75,10 @@ DEFAULTS = {
     'log.screen': True,
     'server.workers': 1,
     # Connections held open per worker (idle keep-alive, pre-opened, slow); more wait in the
-    # backlog. Silent connections cost memory only, never a thread.
-    'server.max_connections': 4096,
+    # backlog. Silent connections cost memory only, never a thread: at worst ~48 KiB each
+    # (15 KB of unfinished headers), so 768 fit the 128 MiB pod of deploy/kubernetes beside
+    # the server itself (the arithmetic: docs/load-balancer.md, "A memory budget").
+    'server.max_connections': 768,
     # A burst of load-balancer connections must queue, not be refused.
     'server.socket_queue_size': 1024,
     # Idle keep-alive connections (and headers still arriving) are kept this long: AWS load
