@@ -417,8 +417,10 @@ class AppProcess:
         self.stdout_path = os.path.join(self.workdir, 'stdout.log')
         self.stderr_path = os.path.join(self.workdir, 'stderr.log')
         # Metrics (where the app has them) on a port of their own: servers run side by side.
+        # MAX_CONNECTIONS above the default (768, a 128 MiB pod's budget): the scenario of
+        # 1,000 silent + 1,000 idle connections needs room for 2,000.
         environment = dict(os.environ, HOST='127.0.0.1', PORT=str(self.port), THREADS='10',
-                           METRICS_PORT=str(free_port()))
+                           MAX_CONNECTIONS='4096', METRICS_PORT=str(free_port()))
         environment.update(env or {})
         limit = None
         if nofile:

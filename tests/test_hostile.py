@@ -23,8 +23,7 @@ def server(tmp_path_factory):
     limits = resource.getrlimit(resource.RLIMIT_NOFILE)
     corpus.raise_open_files()
     process = corpus.AppProcess(
-        ROOT, tmp_path_factory.mktemp('hostile'), env={'THREADS': '10', 'MAX_CONNECTIONS': '4096'},
-        port=free_port())
+        ROOT, tmp_path_factory.mktemp('hostile'), env={'THREADS': '10'}, port=free_port())
 
     def ready():
         if process.proc.poll() is not None:
