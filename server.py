@@ -16,8 +16,8 @@ The app (landing.py) stays a plain CherryPy app; this module serves it. Its piec
   fail to decode before the app's config applies. It also puts the security headers on every
   answer, answers the project's 500 page whatever the app raises, reads a body only when a
   handler asks (within BODY_TIMEOUT), and sends answers up to 64 MiB in one piece (so a slow
-  reader never holds a thread). Its tools keep bodies unread where nothing takes one and
-  static files to what is in their folder (no dot entries, no symlinks out).
+  reader never holds a thread). Its request class keeps bodies unread where nothing takes one
+  and static files to what is in their folder (no dot entries, no symlinks out).
 - Handlers (`tools.handler`): query parameters a handler does not take are dropped (ad links
   carry utm_*, fbclid...), and a str answer is sent as UTF-8 with its charset named.
 - The access log: one Combined Log Format (or LOG_FORMAT=json) line per request on stdout,
@@ -464,7 +464,8 @@ class GuardedRequest(cherrypy._cprequest.Request):
     """CherryPy's request with the production error settings from the start.
 
     CherryPy reads headers (RFC 2047 words, cookies) before the app's config applies, and the
-    class defaults then show tracebacks on its own version-naming page.
+    class defaults then show tracebacks on its own version-naming page. Its hooks (below) keep
+    static files to their folder and bodies unread where nothing takes one.
     """
 
     show_tracebacks = False
@@ -557,7 +558,7 @@ def static_allowed(folder, branch):
 
 
 def static_only():
-    """Answer 404 for a dotfile, dot-folder or symlink leaving its folder, before static tools.
+    """Raise 404 for a dotfile, dot-folder or symlink leaving its folder, before static tools.
 
     CherryPy's staticdir unquotes the path once more (`%252e` is a dot) and follows symlinks.
     """
@@ -579,13 +580,20 @@ def static_only():
             raise cherrypy.NotFound()
 
 
-cherrypy.tools.static_only = cherrypy.Tool('before_handler', static_only, priority=40)
-cherrypy.tools.takes_body = cherrypy.Tool('before_request_body', takes_body, priority=10)
+def check_request():
+    """Once dispatch knows the handler, before any body is read: static paths, then the body.
+
+    A hook of GuardedRequest's own, not a tool: a tool's setup costs every request.
+    """
+    static_only()
+    takes_body()
+
 
 # Where configure() leaves BODY_TIMEOUT for mount(); no CherryPy namespace reads it.
 BODY_TIMEOUT_KEY = 'landing.body_timeout'
-# Guard-side config mount() gives the app: these tools on everywhere.
-GUARD_CONFIG = {'tools.static_only.on': True, 'tools.takes_body.on': True}
+
+GuardedRequest.hooks = cherrypy._cprequest.HookMap(cherrypy._cprequest.hookpoints)
+GuardedRequest.hooks.attach('before_request_body', check_request, priority=10)
 
 
 class Guard:
@@ -947,7 +955,7 @@ def mount(root, config_path):
     app_dir = os.path.dirname(os.path.abspath(config_path))
     # prod.conf names static files relative to the app folder, not the working directory.
     app = cherrypy.tree.mount(root, '', {'/': {
-        'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir, **GUARD_CONFIG}})
+        'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
     app.merge(config_path)
     app.request_class = GuardedRequest
     # The cap and deadline configure() gave (server.* settings stay out of CherryPy's config).
