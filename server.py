@@ -378,6 +378,10 @@ MAX_COOKIE_BACKSLASHES = 64
 # reads them, before the app's config applies; an undecodable one raised a 500. RFC 9110 has
 # no use for them: a few are decoded as CherryPy does, more (or broken ones) get 400.
 MAX_ENCODED_WORDS = 8
+# CherryPy parses a multipart part for ~0.15 ms of CPU: 950 tiny parts in a 64 KiB body cost
+# 0.14 s. A body of more parts gets 413 before CherryPy parses it.
+MAX_PARTS = 100
+_BOUNDARY = re.compile(r'boundary="?([^";,\s]+)', re.IGNORECASE)
 # The status the guard answers when the app fails, whatever it raised.
 SERVER_ERROR = '500 Internal Server Error'
 
@@ -485,8 +489,9 @@ class DeadlineInput:
     Nothing reads until the app asks: paths that take no body never wait for one.
     """
 
-    def __init__(self, raw, limit, timeout):
+    def __init__(self, raw, limit, timeout, content_type=''):
         self.raw, self.limit, self.timeout = raw, limit, timeout
+        self.content_type = content_type
         self.buffer = None
 
     def _load(self):
@@ -510,7 +515,10 @@ class DeadlineInput:
         threading.Thread(target=read, name='body-reader', daemon=True).start()
         if not done.wait(self.timeout):
             raise cherrypy.HTTPError(408, 'The request body did not arrive in time.')
-        self.buffer = io.BytesIO(b''.join(chunks))
+        body = b''.join(chunks)
+        if too_many_parts(self.content_type, body):
+            raise cherrypy.HTTPError(413, 'The request body has too many parts.')
+        self.buffer = io.BytesIO(body)
         return self.buffer
 
     def read(self, size=-1):
@@ -528,6 +536,13 @@ class DeadlineInput:
     def __iter__(self):
         """Iterate over the body's lines."""
         return iter(self._load())
+
+
+def too_many_parts(content_type, body):
+    """Tell whether `body` is multipart with more than MAX_PARTS parts."""
+    found = _BOUNDARY.search(content_type) if content_type.lower().startswith('multipart/') \
+        else None
+    return bool(found) and body.count(b'--' + found.group(1).encode('latin-1')) > MAX_PARTS + 1
 
 
 def takes_body():
@@ -663,7 +678,8 @@ class Guard:
             return self.page(start_response, refused[0])
         tidy(environ)
         environ['wsgi.input'] = DeadlineInput(
-            environ['wsgi.input'], self.max_body, self.body_timeout)
+            environ['wsgi.input'], self.max_body, self.body_timeout,
+            environ.get('CONTENT_TYPE', ''))
         held = []
 
         def start(status, headers, exc_info=None):
