@@ -9,9 +9,10 @@ exists. Printed per app, in one run so before and after compare:
   tests/hostile_corpus.py, and the costliest;
 - the median and worst fresh /healthcheck while 4 clients repeat the costliest request (6 s);
 - worker-tree RSS (kB) per connection for N connections each: 15 KB of unfinished headers,
-  not reading the page, not reading the largest static file (a 4 MB file in a copy of the
-  app), and a slow upload to a 404. Socket buffers are the kernel's and not in RSS: the
-  send queue a non-reader leaves is printed beside it.
+  not reading the page, not reading the logo (the largest shipped file), not reading a 4 MB
+  static file (in a copy of the app), and a slow upload to a 404. MAX_CONNECTIONS is 4096
+  here (the corpus servers'), so every connection is taken in. Socket buffers are the
+  kernel's and not in RSS: the send queue a non-reader leaves is printed beside it.
 It is a report: it exits 0 whatever the servers do. Servers are stopped by their PIDs.
 """
 import argparse
@@ -84,6 +85,8 @@ def measure(app, python, workdir, count):
         for label, make in (
                 ('unfinished 15 KB headers', corpus.held_headers),
                 ('not reading the page', lambda port: corpus.non_reader(port, '/', pipelined=1)),
+                ('not reading the logo (largest shipped file)',
+                 lambda port: corpus.non_reader(port, corpus.LOGO_PATH, pipelined=1)),
                 ('slow upload to a 404', lambda port: corpus.slow_uploader(port, '/nope'))):
             rss, queued, opened = memory(server, make, count)
             rows.append((f'kB/conn: {label}', f'{rss:.1f} RSS + {queued:.1f} queued ({opened})'))

@@ -1850,6 +1850,10 @@ def memory_cases():
     yield Case('memory', f'{MEMORY_CONNECTIONS} clients not reading the page -> '
                f'<= {CONNECTION_BUDGET_KB} kB RSS each', scenario=memory_case(
                    lambda port: non_reader(port, '/', pipelined=1), 'not reading'), slow=True)
+    yield Case('memory', f'{MEMORY_CONNECTIONS} clients not reading the logo -> '
+               f'<= {CONNECTION_BUDGET_KB} kB RSS each', scenario=memory_case(
+                   lambda port: non_reader(port, LOGO_PATH, pipelined=1), 'not reading'),
+               slow=True)
     yield Case('memory', f'{MEMORY_CONNECTIONS} slow uploads to a 404 -> '
                f'<= {CONNECTION_BUDGET_KB} kB RSS each', scenario=memory_case(
                    lambda port: slow_uploader(port, '/nope'), 'slow uploads'), slow=True)
