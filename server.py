@@ -811,7 +811,7 @@ class Server(MPServer):
             self.app.metrics = metrics.RequestMetrics(
                 self.metrics.threads, sample_every=metrics.SAMPLE_EVERY)
         start_engine()
-        return self.app
+        return traced_in_every_thread(self.app)
 
     def signal_handler_interrupt(self, signum=signal.SIGTERM, *args, **kwargs):
         """On SIGTERM or SIGINT: drain first when asked to, then stop; a second one stops now."""
@@ -893,6 +893,26 @@ def start_engine():
     """
     cherrypy.engine.start()
     multiprocessing.util.Finalize(None, cherrypy.engine.exit, exitpriority=10)
+
+
+def traced_in_every_thread(app):
+    """Return `app`, run under the tracer `threading.settrace()` set (coverage, a debugger).
+
+    granian calls the app from threads its Rust runtime starts, which such a tracer never
+    reaches: a handler that only real requests run would look never run, and a breakpoint in
+    it would never stop. With no such tracer (production) the app is returned as it is.
+    """
+    tracer = threading.gettrace()
+    if tracer is None:
+        return app
+
+    def traced(environ, start_response):
+        if sys.gettrace() is None:
+            # The tracer sees the calls from here on; this line itself it cannot see.
+            sys.settrace(tracer)  # pragma: no cover
+        return app(environ, start_response)
+
+    return traced
 
 
 def stop_if_signalled_early(server):
@@ -1025,7 +1045,7 @@ def load_fresh_app(root_class, config_path, supervisor, _target):
     configure(os.environ)
     app = mount(root_class(), config_path)
     start_engine()
-    return app
+    return traced_in_every_thread(app)
 
 
 def serve(root, config_path, environ=os.environ):

@@ -41,6 +41,8 @@ else
   ensure_venv .venv requirements.txt "${requirements[@]}"
 fi
 
+# Coverage measures every module in this folder, wherever a test starts the app from.
+export LANDING_ROOT="$PWD"
 "$python" -m coverage erase
 status=0
 "$python" -m coverage run -m pytest "$@" || status=$?

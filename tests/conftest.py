@@ -1,4 +1,5 @@
 """Shared fixtures: free ports, the app as a real process, and the app called in-process."""
+import glob
 import http.client
 import io
 import json
@@ -20,8 +21,10 @@ import server  # noqa: E402
 
 START_DEADLINE = 15
 
-# What the image ships of the app (the Dockerfile's runtime COPY lines), for tests that copy it.
-APP_FILES = ('landing.py', 'server.py', 'metrics.py', 'healthcheck.py', 'prod.conf', 'static')
+# What the image ships of the app (the Dockerfile's runtime COPY lines), for tests that copy
+# it: every module beside landing.py, the user's own included, prod.conf and static/.
+APP_FILES = (*sorted(os.path.basename(path) for path in glob.glob(os.path.join(ROOT, '*.py'))),
+             'prod.conf', 'static')
 
 # The seed's settings, as landing.py's cherrypy.config.update states them.
 SEED = {

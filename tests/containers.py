@@ -3,6 +3,7 @@
 Containers run with `--network none` and are probed through `docker exec`, on their own
 loopback: no test ever sends traffic to a container's private address.
 """
+import ast
 import base64
 import json
 import os
@@ -113,6 +114,21 @@ def copy_checkout(destination):
     # `mktemp -d`; the container's user (UID 10001) must be able to enter it, as in a checkout.
     os.chmod(copy, 0o755)  # noqa: S103 (readable by the container, as a checkout is)
     return copy
+
+
+def edit_page(app, text):
+    """Append `text` to whatever page the copy's landing.py serves; return it as bytes.
+
+    The line goes right after the PAGE assignment, so any page the user wrote gets it.
+    """
+    landing_py = app / 'landing.py'
+    source = landing_py.read_text()
+    [assignment] = [node for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                    and any(getattr(target, 'id', None) == 'PAGE' for target in node.targets)]
+    lines = source.splitlines(keepends=True)
+    lines.insert(assignment.end_lineno, f'PAGE += {f"<p>{text}</p>"!r}\n')
+    landing_py.write_text(''.join(lines))
+    return f'<p>{text}</p>'.encode()
 
 
 def has_bridge_network():

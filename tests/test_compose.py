@@ -10,6 +10,7 @@ REQUIRE_DOCKER=1 (CI) makes that a failure.
 import glob
 import os
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -18,13 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, free_port, wait_until
+from conftest import ROOT, free_port, landing, wait_until
 from containers import (
     BUILD_TIMEOUT,
     Container,
     copy_checkout,
     docker,
-    has_bridge_network,
+    edit_page,
     require_base_image,
     require_engine,
     unavailable,
@@ -36,20 +37,8 @@ SCHEMA_GLOB = '/usr/lib/python3/dist-packages/compose/config/compose_spec.json'
 HEALTHY_DEADLINE = 10
 LIVE_DEADLINE = 5
 HARDENING = {'read_only': True, 'cap_drop': ['ALL'],
-             'security_opt': ['no-new-privileges:true'], 'image': '${LANDING_IMAGE:-landing}'}
-# For engines without a bridge network (dockerd --bridge=none): their build steps have no
-# network but the host's. The services stay on the project's own network (docs/develop.md).
-BUILD_ON_HOST_NETWORK = """\
-services:
-  web:
-    build:
-      network: host
-  dev:
-    build:
-      network: host
-"""
-
-
+             'security_opt': ['no-new-privileges:true'], 'image': '${LANDING_IMAGE:-landing}',
+             'restart': 'unless-stopped'}
 @pytest.fixture(scope='module')
 def compose_file():
     """compose.yaml as Compose reads it (YAML anchors and merge keys resolved)."""
@@ -86,10 +75,12 @@ def test_compose_file_follows_the_compose_specification(compose_file):
 
 
 def test_web_serves_the_runtime_image_hardened_with_its_health_check_on_port(compose_file):
-    """web: the runtime target, read-only, no capabilities, no privilege gain, PORT -> 80."""
+    """web: the runtime target, hardened, restarted after a crash, PORT -> 80."""
     web = compose_file['services']['web']
     assert web['build']['target'] == 'runtime'
     assert web['build']['context'] == '.'
+    # pip's index is reached through the host's network, on engines with or without a bridge.
+    assert web['build']['network'] == 'host'
     assert HARDENING.items() <= web.items()
     # The image's own HEALTHCHECK applies: the file neither replaces nor disables it.
     assert 'healthcheck' not in web
@@ -133,15 +124,12 @@ def compose_command():
 class Project:
     """One Compose project of a folder's compose.yaml, with its own name, image tag and port."""
 
-    def __init__(self, folder, tmp_path):
+    def __init__(self, folder):
         self.name = f'landing-pytest-{uuid.uuid4().hex[:10]}'
         self.image = f'landing:{self.name}'
         self.port = free_port()
+        # The file as it is: no override, on engines with or without a bridge network.
         self.files = ['-f', str(folder / 'compose.yaml')]
-        if not has_bridge_network():
-            override = tmp_path / 'build-on-host-network.yaml'
-            override.write_text(BUILD_ON_HOST_NETWORK)
-            self.files += ['-f', str(override)]
         self.command = compose_command()
         self.env = dict(os.environ, LANDING_IMAGE=self.image, PORT=str(self.port))
 
@@ -179,7 +167,7 @@ class Project:
 
 
 @pytest.fixture
-def project_of(tmp_path):
+def project_of():
     """Compose projects on the engine for a test; each is taken down at the end, failed or not."""
     require_engine()
     require_base_image()
@@ -187,7 +175,7 @@ def project_of(tmp_path):
     projects = []
 
     def start(folder):
-        project = Project(folder, tmp_path)
+        project = Project(folder)
         projects.append(project)
         return project
 
@@ -196,21 +184,42 @@ def project_of(tmp_path):
         project.remove()
 
 
+def crash(container):
+    """Kill the container's server from the host, as the kernel's OOM killer would."""
+    pid = int(docker('inspect', '--format', '{{.State.Pid}}', container.name).stdout)
+    os.kill(pid, signal.SIGKILL)
+
+
+def restarts(container):
+    """Return how many times Docker has started the container again."""
+    return int(docker('inspect', '--format', '{{.RestartCount}}', container.name).stdout)
+
+
 @pytest.mark.slow
 def test_compose_up_serves_the_hardened_image_healthy_then_down_removes_it(project_of):
-    """`up` builds and serves web: healthy by the image's check, hardened, answering; `down`."""
+    """`up` builds and serves web: healthy by the image's check, hardened, answering; `down`.
+
+    A crash of its server is not the end: Docker starts it again (restart: unless-stopped).
+    """
     project = project_of(Path(ROOT))
     web = project.up('web')
     web.wait_healthy(HEALTHY_DEADLINE)
     status, _, body = web.http('GET', '/')
-    assert (status, b'src="/logo.png"' in body) == (200, True)
+    assert (status, body) == (200, landing.PAGE.encode())
     host = docker('inspect', '--format',
                   '{{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}} '
-                  '{{json .HostConfig.SecurityOpt}} {{json .HostConfig.PortBindings}}',
+                  '{{json .HostConfig.SecurityOpt}} {{.HostConfig.RestartPolicy.Name}} '
+                  '{{json .HostConfig.PortBindings}}',
                   web.name).stdout.split()
-    assert host[:3] == ['true', '["ALL"]', '["no-new-privileges:true"]']
-    assert f'"HostPort":"{project.port}"' in host[3]
-    assert '"80/tcp"' in host[3]
+    assert host[:4] == ['true', '["ALL"]', '["no-new-privileges:true"]', 'unless-stopped']
+    assert f'"HostPort":"{project.port}"' in host[4]
+    assert '"80/tcp"' in host[4]
+
+    crash(web)
+    wait_until(lambda: restarts(web) == 1, deadline=10, what='web started again')
+    wait_until(lambda: web.page('/healthcheck') == 'Yay\n', deadline=HEALTHY_DEADLINE,
+               what='web serving again')
+
     project.run('down', '--timeout', '5')
     assert project.containers() == []
 
@@ -226,9 +235,8 @@ def test_compose_dev_serves_an_edit_to_the_mounted_source_within_2_s(project_of,
     assert '"RW":false' in mounts
     wait_until(lambda: dev.page('/healthcheck') == 'Yay\n', what='dev serving')
 
-    landing = source / 'landing.py'
-    landing.write_text(landing.read_text().replace('<h1>Landing</h1>', '<h1>Edited</h1>'))
+    marker = edit_page(source, 'Edited').decode()
     edited = time.monotonic()
-    wait_until(lambda: '<h1>Edited</h1>' in (dev.page() or ''), deadline=LIVE_DEADLINE,
+    wait_until(lambda: marker in (dev.page() or ''), deadline=LIVE_DEADLINE,
                what='the edit live')
     print(f'compose dev: edit live after {time.monotonic() - edited:.1f} s')

@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-from conftest import wait_until
+from conftest import APP_FILES, wait_until
 from containers import (
     BASE_IMAGE,
     Containers,
@@ -33,7 +33,6 @@ HEALTHY_DEADLINE = 10
 STOP_DEADLINE = 3
 SUITE_TIMEOUT = 600
 HARDENED = ('--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges')
-RUNTIME_FILES = ['healthcheck.py', 'landing.py', 'metrics.py', 'prod.conf', 'server.py', 'static']
 
 
 @pytest.fixture(scope='session')
@@ -99,7 +98,7 @@ def test_runtime_image_holds_the_app_and_its_venv_but_no_test_tools_or_pip(conta
         'import importlib.util as u, json, os;'
         'print(json.dumps([sorted(os.listdir(".")),'
         '[m for m in ("cherrypy", "pytest", "coverage", "pip") if u.find_spec(m)]]))'))
-    assert files == RUNTIME_FILES
+    assert files == sorted(APP_FILES)
     assert modules == ['cherrypy']
 
 

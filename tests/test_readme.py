@@ -21,11 +21,23 @@ import textwrap
 
 import pytest
 
-import landing
 import server
 from conftest import APP_FILES, ROOT, ServerProcess, request, wait_until
+from readme_steps import (
+    ADD_FILE_TEST,
+    ADD_PAGE,
+    ADD_PAGE_TEST,
+    CHANGES,
+    NEW_FILE,
+    README,
+    apply_changes,
+    fenced_blocks,
+    is_change,
+    read,
+    readme_block,
+    undo_changes,
+)
 
-README = os.path.join(ROOT, 'README.md')
 DOCS = sorted(glob.glob(os.path.join(ROOT, 'docs', '*.md')))
 SCREENSHOT = os.path.join(ROOT, 'docs', 'landing.png')
 
@@ -33,48 +45,10 @@ SCREENSHOT = os.path.join(ROOT, 'docs', 'landing.png')
 TEST_FILES = ('pyproject.toml', 'tests/conftest.py', 'tests/test_landing.py',
               'tests/test_static.py')
 
-# The changes the README asks for, by the titles of their blocks.
-ADD_PAGE = 'add to landing.py, class Landing'
-NEW_FILE = 'new static/robots.txt'
-ADD_CONFIG = 'add to prod.conf'
-ADD_PAGE_TEST = 'add to tests/test_landing.py'
-ADD_FILE_TEST = 'add to tests/test_static.py'
-CHANGES = {ADD_PAGE, NEW_FILE, ADD_CONFIG, ADD_PAGE_TEST, ADD_FILE_TEST}
-
 # Processes started from a copy of the app are not measured: the copy is not the code under
 # test, and its files would enter the coverage report. Coverage's start-up hook (its .pth
 # file) measures a Python process only when one of these is set to something.
 UNMEASURED = {'COVERAGE_PROCESS_CONFIG': '', 'COVERAGE_PROCESS_START': ''}
-
-Block = collections.namedtuple('Block', 'doc language title text')
-
-_FENCE = re.compile(
-    r'^```(?P<language>[\w-]*)(?:[ \t]+title="(?P<title>[^"]*)")?[ \t]*\n(?P<text>.*?)^```[ \t]*$',
-    re.MULTILINE | re.DOTALL)
-
-
-def read(path):
-    """Return the text of the file at `path`."""
-    with open(path, encoding='utf-8') as handle:
-        return handle.read()
-
-
-def fenced_blocks(path):
-    """Return the fenced code blocks of the Markdown file at `path`, in order."""
-    return [Block(os.path.relpath(path, ROOT), match['language'], match['title'], match['text'])
-            for match in _FENCE.finditer(read(path))]
-
-
-def readme_block(title):
-    """Return the text of the one README block with `title`."""
-    found = [block.text for block in fenced_blocks(README) if block.title == title]
-    assert len(found) == 1, f'README.md has {len(found)} blocks titled {title!r}, not 1'
-    return found[0]
-
-
-def is_change(title):
-    """Tell whether a block title names a change to make, not a copy of a file as it is."""
-    return title.startswith(('add to ', 'new '))
 
 
 def transcripts(path):
@@ -135,24 +109,6 @@ def test_every_change_the_readme_asks_for_is_made_by_these_tests():
 # ------------------------------------------------------------------ the changes work
 
 
-def add_to_class(source, class_name, snippet):
-    """Return `source` with `snippet` appended to the body of class `class_name`."""
-    lines = source.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.startswith(f'class {class_name}'))
-    end = next(i for i in range(start + 1, len(lines))
-               if lines[i].strip() and not lines[i][0].isspace())
-    while not lines[end - 1].strip():
-        end -= 1
-    return ''.join(lines[:end] + ['\n', snippet] + lines[end:])
-
-
-def append(path, snippet, blank_lines):
-    """Append `snippet` to the file at `path` after `blank_lines` empty lines."""
-    text = read(path).rstrip('\n') + '\n' * (blank_lines + 1) + snippet
-    with open(path, 'w', encoding='utf-8') as handle:
-        handle.write(text)
-
-
 def copy_app(folder, names):
     """Copy the files and folders `names` of the repository into `folder`; return it."""
     for name in names:
@@ -163,12 +119,6 @@ def copy_app(folder, names):
         else:
             shutil.copy2(source, target)
     return folder
-
-
-def add_readme_tests(folder):
-    """Append the README's two tests to the copies of the test files they belong to."""
-    append(folder / 'tests' / 'test_landing.py', readme_block(ADD_PAGE_TEST), blank_lines=2)
-    append(folder / 'tests' / 'test_static.py', readme_block(ADD_FILE_TEST), blank_lines=2)
 
 
 def page_text():
@@ -186,13 +136,9 @@ def readme_test_names(block_title):
 
 @pytest.fixture(scope='module')
 def changed_app(tmp_path_factory):
-    """A copy of the app and its tests with every change the README asks for made."""
+    """A copy of the app and its tests with every change the README asks for made (once)."""
     folder = copy_app(tmp_path_factory.mktemp('changed'), APP_FILES + TEST_FILES)
-    landing_py = folder / 'landing.py'
-    landing_py.write_text(add_to_class(landing_py.read_text(), 'Landing', readme_block(ADD_PAGE)))
-    (folder / 'static' / 'robots.txt').write_text(readme_block(NEW_FILE))
-    append(folder / 'prod.conf', readme_block(ADD_CONFIG), blank_lines=1)
-    add_readme_tests(folder)
+    apply_changes(folder)
     return folder
 
 
@@ -254,7 +200,8 @@ def test_the_readme_tests_pass_with_the_rest_of_their_files_on_the_changed_app(c
 def test_the_readme_tests_fail_on_an_app_without_the_page_and_the_file(tmp_path):
     """Without the page and the file the README's tests fail: they test what they claim to."""
     folder = copy_app(tmp_path / 'unchanged', APP_FILES + TEST_FILES)
-    add_readme_tests(folder)
+    undo_changes(folder)
+    apply_changes(folder, {ADD_PAGE_TEST, ADD_FILE_TEST})
     names = readme_test_names(ADD_PAGE_TEST) + readme_test_names(ADD_FILE_TEST)
     done = run_pytest(folder, 'tests/test_landing.py', 'tests/test_static.py',
                       '-k', ' or '.join(names))
@@ -269,7 +216,7 @@ def test_the_readme_tests_fail_on_an_app_without_the_page_and_the_file(tmp_path)
 CHECKED_COMMANDS = {
     './run.sh --local',
     'curl -i localhost:8080/healthcheck',
-    "curl -s localhost:8080/ | grep '<title>'",
+    "curl -s -o /dev/null -w '%{http_code} %{content_type}\\n' localhost:8080/",
     './test.sh -h',
     'PORT=eighty .venv/bin/python landing.py',
 }
@@ -278,11 +225,13 @@ HELP = {'./run.sh -h': 'run.sh', './test.sh -h': 'test.sh'}
 
 _LOG_TIME = re.compile(r'\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\]')
 _PID = re.compile(r'PID: \d+')
+# An access-log line's byte count: the length of whatever page the user now serves.
+_LENGTH = re.compile(r'(?<=" \d{3} )\d+(?= ")')
 
 
 def as_shown(line, port=8080):
-    """Return a log line with what varies between runs as the README shows it: times, PIDs, port."""
-    line = _PID.sub('PID: N', _LOG_TIME.sub('[TIME]', line))
+    """Return a log line with what varies as the README shows it: times, PIDs, port, length."""
+    line = _LENGTH.sub('N', _PID.sub('PID: N', _LOG_TIME.sub('[TIME]', line)))
     return re.sub(rf'(?<=[:=]){port}\b', '8080', line)
 
 
@@ -335,10 +284,12 @@ def test_health_check_transcript_is_a_real_answer_but_for_its_date(app_port):
     assert body == answer.decode()
 
 
-def test_title_transcript_is_the_title_line_of_the_page():
-    """`curl -s localhost:8080/ | grep '<title>'` prints the page's title line."""
-    shown = readme_transcript("curl -s localhost:8080/ | grep '<title>'")
-    assert shown == [line for line in landing.PAGE.splitlines() if '<title>' in line]
+def test_page_transcript_is_the_status_and_type_of_the_page(app_port):
+    """`curl -s -o /dev/null -w ... localhost:8080/` prints the page's status and content type."""
+    shown = readme_transcript("curl -s -o /dev/null -w '%{http_code} %{content_type}\\n' "
+                              'localhost:8080/')
+    status, headers, _ = request(app_port, 'GET', '/')
+    assert shown == [f"{status} {headers['Content-Type']}"]
 
 
 def test_bad_value_transcript_is_what_landing_py_prints(tmp_path):

@@ -4,24 +4,29 @@ Most tests put a stand-in `docker` first on PATH that records its calls and answ
 test sets it up, so they run anywhere in a second; the last ones run run.sh against the real
 engine the way CI can (no TTY), and skip without an engine unless REQUIRE_DOCKER=1.
 """
+import fcntl
 import hashlib
 import os
 import pty
+import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import termios
 import time
 import uuid
 
 import pytest
 
-from conftest import ROOT, free_port, request, wait_until
+from conftest import ROOT, free_port, landing, request, wait_until
 from containers import (
     Container,
     copy_checkout,
     docker,
+    edit_page,
     has_bridge_network,
     require_base_image,
     require_engine,
@@ -43,7 +48,10 @@ FAKE_DOCKER = r"""#!/usr/bin/env bash
 # Stand-in for the docker CLI: records each call, answers as the test configured it.
 printf '%q ' "$@" >>"$FAKE_DOCKER_CALLS"; echo >>"$FAKE_DOCKER_CALLS"
 case "$1 ${2:-}" in
-  "info "*) exit "${FAKE_DOCKER_INFO:-0}" ;;
+  "info "*)
+    # FAKE_DOCKER_INFO_ERROR: what the real CLI says on failing (no engine, no permission).
+    [[ "${FAKE_DOCKER_INFO:-0}" == 0 ]] || echo "${FAKE_DOCKER_INFO_ERROR:-}" >&2
+    exit "${FAKE_DOCKER_INFO:-0}" ;;
   "image inspect")
     # With --format: the test image's ID; without: whether the base image is local.
     if [[ "$3" == --format ]]; then echo "${FAKE_DOCKER_TEST_ID}"; exit 0; fi
@@ -51,12 +59,20 @@ case "$1 ${2:-}" in
   "pull "*) exit "${FAKE_DOCKER_PULL:-1}" ;;
   "network inspect") exit "${FAKE_DOCKER_BRIDGE:-0}" ;;
   "container inspect")
+    # FAKE_DOCKER_RUNNING="name=url ...": containers running, with the address they serve.
+    if [[ "$4" == *org.landing.url* ]]; then
+      for entry in ${FAKE_DOCKER_RUNNING:-}; do
+        if [[ "${entry%%=*}" == "${*: -1}" ]]; then echo "running ${entry#*=}"; exit 0; fi
+      done
+    fi
     # FAKE_DOCKER_CONTAINERS="name=label-value ...": the containers that exist, and their label.
     for entry in ${FAKE_DOCKER_CONTAINERS:-}; do
       if [[ "${entry%%=*}" == "${*: -1}" ]]; then echo "${entry#*=}"; exit 0; fi
     done
     exit 1 ;;
-  "run "*) [[ " $* " == *" --network none "* ]] && exit "${FAKE_DOCKER_SUITE:-0}" ;;
+  "run "*)
+    [[ " $* " == *" --network none "* ]] && exit "${FAKE_DOCKER_SUITE:-0}"
+    exit "${FAKE_DOCKER_SERVE:-0}" ;;
 esac
 exit 0
 """
@@ -137,8 +153,13 @@ def build(target, tag, *build_arg):
 
 
 def serve(name, image, *network):
-    """Return the `docker run` call that serves `image` as container `name`, hardened."""
-    return ['run', '--rm', '--name', name, '--label', LABEL, '--sig-proxy=false', *HARDENED,
+    """Return the `docker run` call that serves `image` as container `name`, hardened.
+
+    Docker restarts it after a crash; it is labelled with the address it serves.
+    """
+    host_port = network[1].split(':')[0] if network[0] == '--publish' else network[3][5:]
+    return ['run', '--restart', 'on-failure', '--name', name, '--label', LABEL, '--label',
+            f'org.landing.url=http://localhost:{host_port}/', '--sig-proxy=false', *HARDENED,
             *network, image]
 
 
@@ -285,7 +306,6 @@ def test_engine_without_a_bridge_serves_on_the_host_network_on_port(fake_docker,
               'METRICS_PORT=0')]
     assert said(result)[0] == ('run.sh: this engine has no bridge network: the container uses '
                                f"the host's network, on PORT={expected}")
-    assert f'http://localhost:{expected}/' in result.stderr
 
 
 def test_base_image_neither_local_nor_pullable_says_set_python_image_in_one_line(fake_docker):
@@ -317,6 +337,8 @@ def test_removes_its_own_previous_containers_before_starting_new_ones(fake_docke
         contract_tests('landing-tests', 'landing-tests'),
         ['rm', '--force', 'landing'],
         serve('landing', 'landing', '--publish', '80:80'),
+        # Once the server has stopped for good (no --rm: Docker may restart it).
+        ['rm', '--force', 'landing'],
     ]
 
 
@@ -333,6 +355,46 @@ def test_never_removes_a_container_it_did_not_start(fake_docker, existing):
     assert serve('landing', 'landing', '--publish', '80:80') not in fake_docker.calls('run')
 
 
+@pytest.mark.parametrize('name', ['landing', 'landing-tests'])
+def test_a_second_run_leaves_the_first_ones_running_container_alone(fake_docker, name):
+    """A container of run.sh's still running: one line saying where; no build, no removal."""
+    env = fake_docker.env(FAKE_DOCKER_CONTAINERS=f'{name}=1',
+                          FAKE_DOCKER_RUNNING=f'{name}=http://localhost:8125/')
+    result = run_script([], env)
+    assert result.returncode == 1
+    assert said(result) == [
+        f'run.sh: {name} is already running, serving http://localhost:8125/ (another ./run.sh '
+        f'started it): stop it there with Ctrl-C (or docker stop {name}), or set '
+        'LANDING_CONTAINER and PORT to run a second one']
+    assert fake_docker.calls('build', 'rm', 'run', 'stop') == []
+
+
+@pytest.fixture
+def taken_port():
+    """A loopback port something else listens on, as another server would."""
+    with socket.socket() as listener:
+        listener.bind(('127.0.0.1', 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_a_port_already_taken_is_said_before_building(fake_docker, taken_port):
+    """Something listens on PORT already: one line saying so, and nothing is built or run."""
+    result = run_script([], fake_docker.env(PORT=str(taken_port)))
+    assert result.returncode == 1
+    assert said(result) == [f'run.sh: something already listens on port {taken_port} (another '
+                            './run.sh?): set PORT to a free port']
+    assert fake_docker.calls('build', 'run') == []
+
+
+def test_a_server_that_never_answers_is_never_said_to_be_serving(fake_docker):
+    """`docker run` fails (a port taken meanwhile, say): no "serving" line, its status is kept."""
+    result = run_script(['--no-tests'], fake_docker.env(PORT=str(free_port()),
+                                                        FAKE_DOCKER_SERVE='125'))
+    assert result.returncode == 125
+    assert not [line for line in said(result) if 'serving' in line]
+
+
 def test_container_gets_a_tty_only_when_run_sh_has_one(fake_docker, tmp_path):
     """On a terminal the server container gets -t (Ctrl-C, colours); under CI it does not."""
     controller, terminal = pty.openpty()
@@ -344,7 +406,7 @@ def test_container_gets_a_tty_only_when_run_sh_has_one(fake_docker, tmp_path):
         os.close(terminal)
         os.close(controller)
     assert code == 0
-    assert '--tty' in fake_docker.calls()[-1]
+    assert '--tty' in fake_docker.calls('run')[-1]
 
 
 # ---- Without Docker: the same app from a local .venv ----------------------------------------
@@ -388,37 +450,154 @@ def wait_answering(proc, log, answers, deadline):
     return time.monotonic() - started
 
 
-def edit_heading(app, text):
-    """Change the page's heading in the copy's landing.py to `text`."""
-    landing = app / 'landing.py'
-    source = landing.read_text()
-    assert '<h1>Landing</h1>' in source
-    landing.write_text(source.replace('<h1>Landing</h1>', f'<h1>{text}</h1>'))
+def run_script_in(app, args, env):
+    """Run `app`'s run.sh with `args` to the end, without a TTY; return the CompletedProcess."""
+    return subprocess.run([app / 'run.sh', *args], env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=30)
 
 
-@pytest.mark.parametrize('args, info, message', [
-    (['--local'], '0', '--local: running without Docker'),
-    ([], '1', 'no Docker engine answers'),
-], ids=['--local', 'no-engine'])
+SERVING = re.compile(r'^run\.sh: serving http://127\.0\.0\.1:(\d+)/', re.MULTILINE)
+PERMISSION_DENIED = ('permission denied while trying to connect to the Docker daemon socket at '
+                     'unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/'
+                     'info": dial unix /var/run/docker.sock: connect: permission denied')
+
+
+def wait_said_serving(proc, log, port):
+    """Wait for run.sh's "serving" line; the server must answer the moment it is printed."""
+    wait_answering(proc, log, lambda: SERVING.search(log.read_text()), deadline=30)
+    assert SERVING.search(log.read_text()).group(1) == str(port)
+    assert request(port, 'GET', '/healthcheck', timeout=2)[0] == 200
+
+
+@pytest.mark.parametrize('args, info, error, message', [
+    (['--local'], '0', '', '--local: running without Docker'),
+    ([], '1', 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock.',
+     'no Docker engine answers (docker info failed); running locally instead'),
+    ([], '1', PERMISSION_DENIED,
+     'Docker refuses you: permission denied on its socket (join the docker group: sudo usermod '
+     '-aG docker "$USER", then log in again); running locally instead'),
+], ids=['--local', 'no-engine', 'no-permission'])
 def test_serves_the_app_from_local_venv_on_loopback(app_copy, fake_docker, processes, tmp_path,
-                                                     args, info, message):
-    """--local, or no engine answering: says so, serves on 127.0.0.1:PORT, SIGTERM exits 0."""
+                                                     args, info, error, message):
+    """--local, or no engine (or no right to it): says so, serves on 127.0.0.1:PORT, SIGTERM 0.
+
+    "serving" is said once the server answers, not before.
+    """
     port = free_port()
     log = tmp_path / 'run.log'
-    env = fake_docker.env(PORT=str(port), FAKE_DOCKER_INFO=info,
-                          METRICS_PORT=str(free_port()))  # servers run side by side here
+    env = fake_docker.env(PORT=str(port), FAKE_DOCKER_INFO=info, FAKE_DOCKER_INFO_ERROR=error)
     proc = start_script(app_copy / 'run.sh', args, env, processes, log)
-    wait_answering(proc, log, lambda: request(port, 'GET', '/healthcheck', timeout=2)[0] == 200,
-                   deadline=15)
-    assert request(port, 'GET', '/')[0] == 200
-    # exec: the PID run.sh started with is now the server, which stops gracefully.
+    wait_said_serving(proc, log, port)
+    assert request(port, 'GET', '/')[2] == landing.PAGE.encode()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     output = log.read_text()
-    assert message in output
+    assert f'run.sh: {message}' in output.splitlines()
     assert f'host=127.0.0.1 port={port}' in output
     assert 'reload=on' not in output
     assert fake_docker.calls() == ([] if args else [['info']])
+
+
+def test_two_local_servers_on_different_ports_both_serve(app_copy, fake_docker, processes,
+                                                         tmp_path):
+    """Two --local on their own PORTs start side by side: metrics are off unless asked for."""
+    ports = [free_port(), free_port()]
+    runs = []
+    for port in ports:
+        log = tmp_path / f'run-{port}.log'
+        proc = start_script(app_copy / 'run.sh', ['--local'], fake_docker.env(PORT=str(port)),
+                            processes, log)
+        runs.append((proc, log, port))
+    for proc, log, port in runs:
+        wait_said_serving(proc, log, port)
+    for proc, _, port in runs:
+        assert request(port, 'GET', '/healthcheck')[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
+def test_a_second_local_run_on_the_same_port_leaves_the_first_serving(
+        app_copy, fake_docker, processes, tmp_path):
+    """A second --local on the first one's PORT: one line, exit 1; the first keeps serving."""
+    port = free_port()
+    log = tmp_path / 'first.log'
+    first = start_script(app_copy / 'run.sh', ['--local'], fake_docker.env(PORT=str(port)),
+                         processes, log)
+    wait_said_serving(first, log, port)
+    second = run_script_in(app_copy, ['--local'], fake_docker.env(PORT=str(port)))
+    assert second.returncode == 1
+    assert said(second)[-1] == (f'run.sh: something already listens on port {port} (another '
+                                './run.sh?): set PORT to a free port')
+    assert first.poll() is None
+    assert request(port, 'GET', '/healthcheck')[0] == 200
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=15) == 0
+
+
+def server_pid(log):
+    """Return granian's main PID, as the server's start-up lines in `log` name it."""
+    return int(re.search(r'Starting granian \(main PID: (\d+)\)', log.read_text()).group(1))
+
+
+def test_closing_the_terminal_stops_the_local_server(app_copy, fake_docker, processes, tmp_path):
+    """A hang-up to run.sh's process group (the terminal closing) stops the server for good.
+
+    The server alone would take SIGHUP as "reload its workers" and go on serving.
+    """
+    port = free_port()
+    log = tmp_path / 'run.log'
+    proc = start_script(app_copy / 'run.sh', ['--local'], fake_docker.env(PORT=str(port)),
+                        processes, log)
+    wait_said_serving(proc, log, port)
+    server = server_pid(log)
+    os.killpg(proc.pid, signal.SIGHUP)
+    assert proc.wait(timeout=15) == 0
+    wait_until(lambda: not os.path.exists(f'/proc/{server}'), deadline=5, what='server gone')
+    with pytest.raises(ConnectionRefusedError):
+        request(port, 'GET', '/healthcheck', timeout=2)
+    assert 'ENGINE Bus EXITED' in log.read_text()
+
+
+def take_terminal():
+    """In the child: make stdin (a pty) the controlling terminal of its new session."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.mark.parametrize('gesture', ['ctrl-c', 'close'])
+def test_in_a_terminal_ctrl_c_or_closing_it_stops_the_local_server_once(
+        app_copy, fake_docker, tmp_path, gesture):
+    """On a real terminal: Ctrl-C, or the terminal going away, stops the server gracefully, once.
+
+    The terminal signals run.sh's process group; the server, in a group of its own, hears
+    exactly one signal from run.sh (two would stop it abruptly; a hang-up would reload it).
+    """
+    port = free_port()
+    controller, terminal = pty.openpty()
+    log = tmp_path / 'run.log'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen([app_copy / 'run.sh', '--local'],
+                                env=fake_docker.env(PORT=str(port)), stdin=terminal,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=take_terminal)
+    os.close(terminal)
+    try:
+        wait_said_serving(proc, log, port)
+        server = server_pid(log)
+        if gesture == 'ctrl-c':
+            os.write(controller, b'\x03')
+        else:
+            os.close(controller)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if gesture == 'ctrl-c':
+            os.close(controller)
+    wait_until(lambda: not os.path.exists(f'/proc/{server}'), deadline=5, what='server gone')
+    output = log.read_text()
+    assert output.count('ENGINE Bus EXITED') == 1
+    assert 'Killing' not in output
 
 
 def test_local_dev_serves_an_edit_to_the_page_within_2_s(app_copy, fake_docker, processes,
@@ -427,17 +606,117 @@ def test_local_dev_serves_an_edit_to_the_page_within_2_s(app_copy, fake_docker, 
     port = free_port()
     log = tmp_path / 'run.log'
     proc = start_script(app_copy / 'run.sh', ['--local', '--dev'],
-                        fake_docker.env(PORT=str(port), METRICS_PORT=str(free_port())),
-                        processes, log)
-    wait_answering(proc, log, lambda: request(port, 'GET', '/', timeout=2)[0] == 200,
-                   deadline=15)
-    edit_heading(app_copy, 'Edited locally')
-    wait_answering(proc, log, lambda: b'Edited locally' in request(port, 'GET', '/')[2],
+                        fake_docker.env(PORT=str(port)), processes, log)
+    wait_said_serving(proc, log, port)
+    marker = edit_page(app_copy, 'Edited locally')
+    wait_answering(proc, log, lambda: marker in request(port, 'GET', '/')[2],
                    deadline=LIVE_DEADLINE)
     assert 'reload=on' in log.read_text()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     assert fake_docker.calls() == []
+
+
+# ---- The .venv that run.sh --local and test.sh share (.ci/venv.sh) ----------------------------
+
+NO_VENV_MODULE = ('venv: python3 cannot make a virtual environment (no venv or ensurepip '
+                  'module): install python3-venv (Debian/Ubuntu: apt-get install python3-venv), '
+                  'then run this again')
+UNUSABLE = ("venv: .venv is unusable (its creation was cut short, or it has no pip); making it "
+            'again')
+
+
+@pytest.fixture
+def python_without_ensurepip(tmp_path):
+    """A PATH whose python3 has no ensurepip, as Debian's and Ubuntu's lack python3-venv."""
+    shadow = tmp_path / 'shadow'
+    (shadow / 'ensurepip').mkdir(parents=True)
+    (shadow / 'ensurepip' / '__init__.py').write_text(
+        'raise ModuleNotFoundError("No module named \'ensurepip\'", name="ensurepip")\n')
+    folder = tmp_path / 'python-bin'
+    folder.mkdir()
+    base_python = os.path.realpath(sys.executable)  # this venv's interpreter, not the venv
+    (folder / 'python3').write_text(
+        f'#!/bin/sh\nPYTHONPATH={shlex.quote(str(shadow))} exec {shlex.quote(base_python)} "$@"\n')
+    (folder / 'python3').chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def without_venv(app):
+    """Remove the copy's ready .venv: the copy is then a fresh clone's."""
+    shutil.rmtree(app / '.venv')
+    return app
+
+
+@pytest.mark.parametrize('command', [['run.sh', '--local'], ['test.sh', '--co']],
+                         ids=['run.sh', 'test.sh'])
+@pytest.mark.parametrize('venv', ['none', 'without-pip'])
+def test_a_python3_without_venv_is_named_in_one_line_with_the_package(
+        app_copy, fake_docker, python_without_ensurepip, command, venv):
+    """No ensurepip (no python3-venv): one line naming the package, exit 1, nothing else.
+
+    A .venv left without pip by such a python3 is called unusable first, by both scripts.
+    """
+    without_venv(app_copy)
+    if venv == 'without-pip':
+        subprocess.run([os.path.realpath(sys.executable), '-m', 'venv', '--without-pip',
+                        app_copy / '.venv'], check=True, timeout=60)
+    result = subprocess.run([app_copy / command[0], *command[1:]],
+                            env=fake_docker.env(PATH=python_without_ensurepip),
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if not line.startswith('run.sh: ')]
+    assert lines == ([UNUSABLE] if venv == 'without-pip' else []) + [NO_VENV_MODULE]
+
+
+def ensure_venv(folder, *requirements, **popen):
+    """Start .ci/venv.sh's `ensure_venv .venv REQUIREMENTS` in `folder`, in its own session."""
+    script = f'source {shlex.quote(os.path.join(ROOT, ".ci", "venv.sh"))}; ensure_venv .venv "$@"'
+    return subprocess.Popen(['bash', '-c', script, 'ensure_venv', *requirements], cwd=folder,
+                            env=script_env(), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, **popen)
+
+
+def test_a_venv_whose_creation_was_interrupted_is_made_again(tmp_path):
+    """Ctrl-C while .venv is being created; the next run says it is unusable and remakes it."""
+    (tmp_path / 'requirements.txt').write_text('')
+    first = ensure_venv(tmp_path, 'requirements.txt')
+    wait_until(lambda: (tmp_path / '.venv' / 'bin' / 'python').exists(), deadline=30,
+               what='.venv being created')
+    os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
+    first.communicate(timeout=30)
+    assert first.returncode != 0
+    again = ensure_venv(tmp_path, 'requirements.txt')
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    assert stderr.splitlines()[:2] == [UNUSABLE, 'venv: creating .venv']
+    pip = subprocess.run([tmp_path / '.venv' / 'bin' / 'python', '-m', 'pip', '--version'],
+                         capture_output=True, timeout=60)
+    assert pip.returncode == 0
+    # Mended, it stays: the next run neither recreates nor reinstalls.
+    third = ensure_venv(tmp_path, 'requirements.txt')
+    assert third.communicate(timeout=60) == (None, '')
+    assert third.returncode == 0
+
+
+@pytest.mark.slow
+def test_run_sh_local_remakes_a_venv_without_pip_and_serves(app_copy, fake_docker, processes,
+                                                            tmp_path):
+    """A .venv without pip (made where python3-venv was missing): remade, installed, served."""
+    without_venv(app_copy)
+    subprocess.run([os.path.realpath(sys.executable), '-m', 'venv', '--without-pip',
+                    app_copy / '.venv'], check=True, timeout=60)
+    port = free_port()
+    log = tmp_path / 'run.log'
+    proc = start_script(app_copy / 'run.sh', ['--local'], fake_docker.env(PORT=str(port)),
+                        processes, log)
+    wait_answering(proc, log, lambda: SERVING.search(log.read_text()), deadline=300)
+    output = log.read_text().splitlines()
+    assert output[1:4] == [UNUSABLE, 'venv: creating .venv',
+                           'venv: installing requirements.txt into .venv']
+    assert request(port, 'GET', '/')[2] == landing.PAGE.encode()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
 
 
 # ---- The real thing ------------------------------------------------------------------------
@@ -480,18 +759,30 @@ def container_answers(container):
     return container.page() is not None
 
 
+def said_serving(log):
+    """Tell whether run.sh has said "serving" in `log`."""
+    return 'run.sh: serving' in log.read_text()
+
+
+def container_pid(container):
+    """Return the host's PID of the container's main process (the server)."""
+    return int(docker('inspect', '--format', '{{.State.Pid}}', container.name).stdout)
+
+
 @pytest.mark.slow
 def test_real_run_tests_in_the_image_serves_hardened_and_a_rerun_serves_within_15_s(
         real_run, processes, tmp_path):
     """Under CI (no TTY): tests pass in the image, the container is healthy and hardened.
 
-    SIGTERM stops and removes it; run again, the passed tests are skipped and it serves
-    within 15 s.
+    "serving" is said once it answers; a second run.sh leaves it alone and says where it is;
+    Docker restarts it after a crash; SIGTERM stops and removes it. Run again, the passed
+    tests are skipped and it serves within 15 s; a hang-up stops and removes it.
     """
     log = tmp_path / 'run.log'
     proc = start_script(RUN_SH, [], script_env(**real_run), processes, log)
     container = serving_container(real_run)
-    wait_answering(proc, log, lambda: container_answers(container), deadline=SERVING_DEADLINE)
+    wait_answering(proc, log, lambda: said_serving(log), deadline=SERVING_DEADLINE)
+    assert container_answers(container)
     output = log.read_text()
     assert (output.index('running the contract tests inside landing:') < output.index(' passed')
             < output.index('run.sh: serving'))
@@ -503,17 +794,37 @@ def test_real_run_tests_in_the_image_serves_hardened_and_a_rerun_serves_within_1
     inspected = docker('inspect', '--format',
                        '{{json .Config.Tty}} {{index .Config.Labels "org.landing.run-sh"}} '
                        '{{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}} '
-                       '{{json .HostConfig.SecurityOpt}} {{.HostConfig.NetworkMode}}',
+                       '{{json .HostConfig.SecurityOpt}} {{.HostConfig.RestartPolicy.Name}} '
+                       '{{.HostConfig.NetworkMode}}',
                        container.name).stdout.split()
-    assert inspected[:5] == ['false', '1', 'true', '["ALL"]', '["no-new-privileges"]']
+    assert inspected[:6] == ['false', '1', 'true', '["ALL"]', '["no-new-privileges"]',
+                             'on-failure']
     if has_bridge_network():
         bindings = docker('inspect', '--format', '{{json .HostConfig.PortBindings}}',
                           container.name).stdout
         assert f'"HostPort":"{real_run["PORT"]}"' in bindings
     else:
         # The host's network, on PORT: the server answers on the host's loopback.
-        assert inspected[5] == 'host'
+        assert inspected[6] == 'host'
         assert request(int(real_run['PORT']), 'GET', '/')[0] == 200
+
+    # A second run.sh with the same names: one line, and the first one's server is untouched.
+    started = docker('inspect', '--format', '{{.Id}} {{.State.StartedAt}}', container.name).stdout
+    second = run_script([], script_env(**real_run), timeout=120)
+    assert second.returncode == 1
+    assert said(second)[-1].startswith(
+        f'run.sh: {container.name} is already running, serving http://localhost:'
+        f'{real_run["PORT"]}/ (another ./run.sh started it)')
+    assert docker('inspect', '--format', '{{.Id}} {{.State.StartedAt}}',
+                  container.name).stdout == started
+    assert proc.poll() is None
+
+    # A crash (the kernel kills the server, as the OOM killer would): Docker starts it again.
+    os.kill(container_pid(container), signal.SIGKILL)
+    wait_answering(proc, log, lambda: 'Docker started it again' in log.read_text(), deadline=30)
+    wait_answering(proc, log, lambda: container_answers(container), deadline=30)
+    assert (f'run.sh: {container.name} exited with status 137; Docker started it again '
+            '(--restart on-failure)') in log.read_text().splitlines()
 
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=30) == 143
@@ -522,12 +833,15 @@ def test_real_run_tests_in_the_image_serves_hardened_and_a_rerun_serves_within_1
 
     rerun_log = tmp_path / 'rerun.log'
     rerun = start_script(RUN_SH, [], script_env(**real_run), processes, rerun_log)
-    seconds = wait_answering(rerun, rerun_log, lambda: container_answers(container),
+    seconds = wait_answering(rerun, rerun_log, lambda: said_serving(rerun_log),
                              deadline=WARM_DEADLINE)
+    assert container_answers(container)
     assert 'contract tests already passed' in rerun_log.read_text()
     print(f'warm re-run serving after {seconds:.1f} s')
-    os.kill(rerun.pid, signal.SIGTERM)
-    assert rerun.wait(timeout=30) == 143
+    # The terminal closing: a hang-up to run.sh's process group.
+    os.killpg(rerun.pid, signal.SIGHUP)
+    assert rerun.wait(timeout=30) == 129
+    assert docker('ps', '--all', '--quiet', '--filter', f'name=^/{container.name}$').stdout == ''
 
 
 @pytest.fixture
@@ -544,14 +858,15 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
     proc = start_script(source_copy / 'run.sh', ['--dev'], script_env(**real_run), processes,
                         log)
     container = serving_container(real_run)
-    wait_answering(proc, log, lambda: container_answers(container), deadline=SERVING_DEADLINE)
+    wait_answering(proc, log, lambda: said_serving(log), deadline=SERVING_DEADLINE)
+    assert container_answers(container)
     mounts = docker('inspect', '--format', '{{json .Mounts}}', container.name).stdout
     assert f'"Source":"{source_copy}","Destination":"/app"' in mounts
     assert '"RW":false' in mounts
 
-    edit_heading(source_copy, 'Edited in the container')
+    marker = edit_page(source_copy, 'Edited in the container').decode()
     seconds = wait_answering(
-        proc, log, lambda: 'Edited in the container' in (container.page() or ''),
+        proc, log, lambda: marker in (container.page() or ''),
         deadline=LIVE_DEADLINE)
     print(f'edit live in the container after {seconds:.1f} s')
     assert 'reload=on' in log.read_text()
@@ -559,15 +874,24 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
     assert proc.wait(timeout=30) == 143
 
 
-@pytest.mark.parametrize('unreadable', ['folder', 'landing.py'])
-def test_dev_refuses_a_folder_the_containers_user_cannot_read(app_copy, fake_docker, unreadable):
-    """--dev: a folder (or landing.py) others cannot read gets one line saying what to do."""
-    (app_copy if unreadable == 'folder' else app_copy / 'landing.py').chmod(
-        0o700 if unreadable == 'folder' else 0o600)
-    result = subprocess.run([app_copy / 'run.sh', '--dev'], env=fake_docker.env(),
+@pytest.mark.parametrize('args', [[], ['--dev']], ids=['image', '--dev'])
+@pytest.mark.parametrize('unreadable', ['.', 'landing.py', 'shop.py', 'static/site.css',
+                                        'tests'])
+def test_refuses_a_checkout_the_containers_user_cannot_read(app_copy, fake_docker, unreadable,
+                                                             args):
+    """A folder or file others cannot read (umask 077): one line naming it, no build, exit 1.
+
+    shop.py stands for a module of the user's own, which the image copies as it does landing.py.
+    """
+    (app_copy / 'tests').mkdir()
+    (app_copy / 'shop.py').write_text('"""A module of the user\'s own."""\n')
+    path = app_copy / unreadable
+    path.chmod(0o700 if path.is_dir() else 0o600)
+    result = subprocess.run([app_copy / 'run.sh', *args], env=fake_docker.env(),
                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == (
-        f'run.sh: --dev: the container\'s user (UID 10001) cannot read {app_copy}; '
-        'run: chmod -R o+rX .')
+    named = app_copy if unreadable == '.' else path
+    assert result.stderr.splitlines() == [
+        f"run.sh: the container's user (UID 10001) cannot read {named} (a checkout made under "
+        f'umask 077?); run: chmod -R o+rX {app_copy}']
     assert fake_docker.calls() == [['info']]
