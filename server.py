@@ -12,8 +12,12 @@ The app (landing.py) stays a plain CherryPy app; this module serves it. Its piec
 - The guard (`Guard`): a WSGI layer around `cherrypy.tree` for what hyper lets through and
   CherryPy handles badly: invalid or duplicate Host, request targets long enough to make
   dispatch slow, Range headers that would multiply an answer, garbage date validators, and
-  granian's `HTTP/1` protocol name. It also puts the security headers on every answer and
-  sends small answers in one piece (so a slow reader never holds a thread).
+  granian's `HTTP/1` protocol name, header values CherryPy would parse in quadratic time or
+  fail to decode before the app's config applies. It also puts the security headers on every
+  answer, answers the project's 500 page whatever the app raises, reads a body only when a
+  handler asks (within BODY_TIMEOUT), and sends answers up to 64 MiB in one piece (so a slow
+  reader never holds a thread). Its request class keeps bodies unread where nothing takes one
+  and static files to what is in their folder (no dot entries, no symlinks out).
 - Handlers (`tools.handler`): query parameters a handler does not take are dropped (ad links
   carry utm_*, fbclid...), and a str answer is sent as UTF-8 with its charset named.
 - The access log: one Combined Log Format (or LOG_FORMAT=json) line per request on stdout,
@@ -41,6 +45,7 @@ if os.path.dirname(os.path.abspath(getattr(sys.modules['__main__'], '__file__', 
         signal.signal(_signum, lambda *_: _stop_early.append(True))
 
 import configparser  # noqa: E402
+import contextlib  # noqa: E402
 import ctypes  # noqa: E402
 import datetime  # noqa: E402  (after the signal handlers, on purpose)
 import email.utils  # noqa: E402
@@ -48,6 +53,7 @@ import functools  # noqa: E402
 import importlib  # noqa: E402
 import importlib.machinery  # noqa: E402
 import inspect  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import mmap  # noqa: E402
@@ -64,7 +70,7 @@ from pathlib import Path  # noqa: E402
 
 import cherrypy  # noqa: E402
 from cherrypy._cplogging import LogManager  # noqa: E402
-from cherrypy.lib import reprconf  # noqa: E402
+from cherrypy.lib import httputil, reprconf  # noqa: E402
 from cherrypy.process.wspbus import states  # noqa: E402
 from granian._futures import _new_cbscheduler  # noqa: E402
 from granian._granian import WorkerSignal, WSGIWorker  # noqa: E402
@@ -84,8 +90,10 @@ DEFAULTS = {
     'log.screen': True,
     'server.workers': 1,
     # Connections held open per worker (idle keep-alive, pre-opened, slow); more wait in the
-    # backlog. Silent connections cost memory only, never a thread.
-    'server.max_connections': 4096,
+    # backlog. Silent connections cost memory only, never a thread: at worst ~48 KiB each
+    # (15 KB of unfinished headers), so 768 fit the 128 MiB pod of deploy/kubernetes beside
+    # the server itself (the arithmetic: docs/load-balancer.md, "A memory budget").
+    'server.max_connections': 768,
     # A burst of load-balancer connections must queue, not be refused.
     'server.socket_queue_size': 1024,
     # Idle keep-alive connections (and headers still arriving) are kept this long: AWS load
@@ -112,6 +120,8 @@ DEFAULTS = {
     'server.worker_timeout': 10,
     # A landing page takes no uploads: bigger bodies get 413.
     'server.max_request_body_size': 64 * 1024,
+    # Seconds a handler that reads a body waits for all of it; a slower upload gets 408.
+    'server.body_timeout': 10,
 }
 
 # LOG_FORMAT: the access log's line format.
@@ -132,6 +142,7 @@ WHOLE_NUMBER_VARIABLES = {
     'RELOAD': ('server.reload', 0, 1),
     'METRICS_PORT': ('server.metrics_port', 0, 65535),
     'WORKER_TIMEOUT': ('server.worker_timeout', 0, 3600),
+    'BODY_TIMEOUT': ('server.body_timeout', 1, 3600),
 }
 # Environment variable -> setting, for addresses to bind.
 ADDRESS_VARIABLES = {'HOST': 'server.socket_host', 'METRICS_HOST': 'server.metrics_host'}
@@ -144,8 +155,10 @@ MAX_TARGET = 4096
 MAX_SEGMENTS = 64
 # Descriptors kept back from connections for everything else a worker opens.
 FILES_RESERVED = 64
-# Answers up to this size are sent in one write; bigger ones (large static files) stream.
-ONE_PIECE = 256 * 1024
+# Answers with a length up to this size (every static file short of it) are handed to granian
+# whole, which writes them from its own I/O: a slow reader holds memory, never a thread.
+# Bigger ones stream, pulled by the worker thread.
+ONE_PIECE = 64 * 1024 * 1024
 
 # The environ key where the guard notes which handler answered (metrics.route_of).
 ROUTE = 'landing.route'
@@ -457,6 +470,26 @@ _VALID_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+;=%]+|\[[0-9A-Fa-f:.]+\])(?
 _RANGE = re.compile(r'bytes=(?:[0-9]{1,18}-[0-9]{0,18}|-0*[1-9][0-9]{0,17})')
 # The longest Host that can name a host: a DNS name (253) or an IPv6 literal, and a port.
 MAX_HOST = 262
+# Headers CherryPy splits into elements (httputil.header_elements) with regexes whose cost
+# grows with the square of the value: 16 KB of `,"` cost a second of CPU. Content-Type is
+# split on every request, GET included; Accept by the health check. Longer ones get 431.
+ELEMENT_HEADERS = frozenset({
+    'CONTENT_TYPE', 'HTTP_CONTENT_TYPE', 'HTTP_CONTENT_DISPOSITION', 'HTTP_TE',
+    'HTTP_IF_MATCH', 'HTTP_IF_NONE_MATCH'})
+MAX_ELEMENT_HEADER = 1024
+# Python's cookie parser unquotes backslashes in quadratic time on Python < 3.11.10
+# (CVE-2024-7592): 15,000 cost 0.47 s. No browser sends more than a few.
+MAX_COOKIE_BACKSLASHES = 64
+# CherryPy decodes RFC 2047 encoded words (=?charset?q?...?=) in every header value while it
+# reads them, before the app's config applies; an undecodable one raised a 500. RFC 9110 has
+# no use for them: a few are decoded as CherryPy does, more (or broken ones) get 400.
+MAX_ENCODED_WORDS = 8
+# CherryPy parses a multipart part for ~0.15 ms of CPU: 950 tiny parts in a 64 KiB body cost
+# 0.14 s. A body of more parts gets 413 before CherryPy parses it.
+MAX_PARTS = 100
+_BOUNDARY = re.compile(r'boundary="?([^";,\s]+)', re.IGNORECASE)
+# The status the guard answers when the app fails, whatever it raised.
+SERVER_ERROR = '500 Internal Server Error'
 
 
 def _valid_date(value):
@@ -465,6 +498,34 @@ def _valid_date(value):
         return email.utils.parsedate_to_datetime(value) is not None
     except (TypeError, ValueError, IndexError, OverflowError):
         return False
+
+
+def decodable(value):
+    """Tell whether CherryPy can read header `value` cheaply: few encoded words, all valid."""
+    if '=?' not in value:
+        return True
+    if value.count('=?') > MAX_ENCODED_WORDS:
+        return False
+    try:
+        httputil.decode_TEXT(value.strip())
+    except Exception:  # noqa: BLE001  (unknown charsets, bad base64, mixed atoms: all of them)
+        return False
+    return True
+
+
+def header_refusal(environ):
+    """Return (status, reason) for a header CherryPy would read slowly or fail on, else None."""
+    for key, value in environ.items():
+        if not key.startswith(('HTTP_', 'CONTENT_')):
+            continue
+        if (key in ELEMENT_HEADERS or key.startswith('HTTP_ACCEPT')) and \
+                len(value) > MAX_ELEMENT_HEADER:
+            return '431 Request Header Fields Too Large', key
+        if key == 'HTTP_COOKIE' and value.count('\\') > MAX_COOKIE_BACKSLASHES:
+            return '431 Request Header Fields Too Large', key
+        if not decodable(value):
+            return '400 Bad Request', key
+    return None
 
 
 def refusal(environ, max_body=DEFAULTS['server.max_request_body_size']):
@@ -483,7 +544,7 @@ def refusal(environ, max_body=DEFAULTS['server.max_request_body_size']):
     length = environ.get('CONTENT_LENGTH', '')
     if length.isdigit() and int(length) > max_body:
         return '413 Content Too Large', 'body'
-    return None
+    return header_refusal(environ)
 
 
 def tidy(environ):
@@ -509,19 +570,170 @@ def tidy(environ):
                 raw.decode('utf-8', 'replace'), safe="=&;/:@!$'()*+,?")
 
 
+class GuardedRequest(cherrypy._cprequest.Request):
+    """CherryPy's request with the production error settings from the start.
+
+    CherryPy reads headers (RFC 2047 words, cookies) before the app's config applies, and the
+    class defaults then show tracebacks on its own version-naming page. Its hooks (below) keep
+    static files to their folder and bodies unread where nothing takes one.
+    """
+
+    show_tracebacks = False
+    error_page = {'default': error_page}
+
+
+class BodyTimeout(Exception):
+    """The client did not send the whole request body within the deadline."""
+
+
+class DeadlineInput:
+    """wsgi.input read whole, at most `limit` bytes, within `timeout` s, on first use.
+
+    granian's body reads block the calling thread until the client sends. The read runs in a
+    thread of its own so the worker thread waits at most `timeout` seconds; a client still
+    sending then gets 408 and a close, and the reading thread ends with the connection.
+    Nothing reads until the app asks: paths that take no body never wait for one.
+    """
+
+    def __init__(self, raw, limit, timeout, content_type=''):
+        self.raw, self.limit, self.timeout = raw, limit, timeout
+        self.content_type = content_type
+        self.buffer = None
+
+    def _load(self):
+        """Read the whole body (up to limit + 1 bytes) within the timeout, or raise."""
+        if self.buffer is not None:
+            return self.buffer
+        chunks, done = [], threading.Event()
+
+        def read():
+            # A reset connection ends the body: what came is what the handler gets.
+            with contextlib.suppress(Exception):
+                left = self.limit + 1
+                while left > 0:
+                    chunk = self.raw.read(min(left, 65536))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    left -= len(chunk)
+            done.set()
+
+        threading.Thread(target=read, name='body-reader', daemon=True).start()
+        if not done.wait(self.timeout):
+            raise cherrypy.HTTPError(408, 'The request body did not arrive in time.')
+        body = b''.join(chunks)
+        if too_many_parts(self.content_type, body):
+            raise cherrypy.HTTPError(413, 'The request body has too many parts.')
+        self.buffer = io.BytesIO(body)
+        return self.buffer
+
+    def read(self, size=-1):
+        """Read up to `size` bytes of the body (all with -1 or None)."""
+        return self._load().read(-1 if size is None else size)
+
+    def readline(self, size=-1):
+        """Read one line of the body."""
+        return self._load().readline(size)
+
+    def readlines(self, hint=-1):
+        """Read the body's lines."""
+        return self._load().readlines(hint)
+
+    def __iter__(self):
+        """Iterate over the body's lines."""
+        return iter(self._load())
+
+
+def too_many_parts(content_type, body):
+    """Tell whether `body` is multipart with more than MAX_PARTS parts."""
+    found = _BOUNDARY.search(content_type) if content_type.lower().startswith('multipart/') \
+        else None
+    return bool(found) and body.count(b'--' + found.group(1).encode('latin-1')) > MAX_PARTS + 1
+
+
+def takes_body():
+    """Tell CherryPy not to read a request body where nothing can take one.
+
+    Run before the body is read (`before_request_body`), once dispatch knows the handler: with
+    no handler (a 404) or a static file the body is never read, so a slow uploader to them
+    holds no thread. A handler's own body is read within BODY_TIMEOUT (DeadlineInput).
+    """
+    request = cherrypy.serving.request
+    tools = request.toolmaps.get('tools', {})
+    handler = request.handler
+    if (handler is None or isinstance(handler, cherrypy.NotFound)
+            or any(tools.get(name, {}).get('on') for name in ('staticdir', 'staticfile'))):
+        request.process_request_body = False
+
+
+def static_allowed(folder, branch):
+    """Tell whether `branch` under `folder` names no dot entry and stays inside it for real."""
+    if any(part.startswith('.') for part in re.split(r'[\\/]', branch)):
+        return False
+    base = os.path.realpath(folder)
+    try:
+        real = os.path.realpath(os.path.join(folder, branch))
+    except ValueError:  # a NUL byte
+        return False
+    return real == base or real.startswith(base + os.sep)
+
+
+def static_only():
+    """Raise 404 for a dotfile, dot-folder or symlink leaving its folder, before static tools.
+
+    CherryPy's staticdir unquotes the path once more (`%252e` is a dot) and follows symlinks.
+    """
+    request = cherrypy.serving.request
+    tools = request.toolmaps.get('tools', {})
+    staticdir = tools.get('staticdir', {})
+    if staticdir.get('on'):
+        folder = os.path.join(staticdir.get('root', ''), os.path.expanduser(staticdir['dir']))
+        section = staticdir.get('section', '/')
+        section = '/' if section == 'global' else section.rstrip('\\/')
+        branch = urllib.parse.unquote(request.path_info[len(section) + 1:].lstrip('\\/'))
+        if not static_allowed(folder, branch):
+            raise cherrypy.NotFound()
+    staticfile = tools.get('staticfile', {})
+    if staticfile.get('on'):
+        filename = os.path.join(staticfile.get('root') or '', staticfile['filename'])
+        folder, name = os.path.split(filename)
+        if not static_allowed(folder, name):
+            raise cherrypy.NotFound()
+
+
+def check_request():
+    """Once dispatch knows the handler, before any body is read: static paths, then the body.
+
+    A hook of GuardedRequest's own, not a tool: a tool's setup costs every request.
+    """
+    static_only()
+    takes_body()
+
+
+# Where configure() leaves BODY_TIMEOUT for mount(); no CherryPy namespace reads it.
+BODY_TIMEOUT_KEY = 'landing.body_timeout'
+
+GuardedRequest.hooks = cherrypy._cprequest.HookMap(cherrypy._cprequest.hookpoints)
+GuardedRequest.hooks.attach('before_request_body', check_request, priority=10)
+
+
 class Guard:
     """WSGI layer around the CherryPy app: refusals, mends, security headers, one-piece answers.
 
-    With `metrics` (a metrics.RequestMetrics, set in each worker) it also counts and times
-    every request, refusals included.
+    Whatever the app raises (SystemExit and KeyboardInterrupt from a handler included) and
+    whatever 500 it writes, the client gets the project's 500 page. With `metrics` (a
+    metrics.RequestMetrics, set in each worker) it also counts and times every request,
+    refusals included.
     """
 
     metrics = None
 
-    def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size']):
+    def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size'],
+                 body_timeout=DEFAULTS['server.body_timeout']):
         self.app = app
         self.draining = draining
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     def headers(self, headers):
         """Return `headers` with RESPONSE_HEADERS in place, and Connection: close when draining."""
@@ -551,29 +763,61 @@ class Guard:
             self.metrics.finished(started, environ.get('REQUEST_METHOD', ''),
                                   environ.get(ROUTE, 'error'), status)
 
+    def page(self, start_response, status, close=True, exc_info=None):
+        """Answer with the project's page for `status`; return the body."""
+        body = error_page(status, '', '', '').encode()
+        headers = [('Content-Type', 'text/html; charset=utf-8'),
+                   ('Content-Length', str(len(body)))]
+        if close:
+            headers.append(('Connection', 'close'))
+        if exc_info:
+            start_response(status, self.headers(headers), exc_info)
+        else:
+            start_response(status, self.headers(headers))
+        return [body]
+
     def answer(self, environ, start_response):
         """Refuse the request, or mend it and pass it to the app; return the body."""
         refused = refusal(environ, self.max_body)
         if refused:
             environ[ROUTE] = 'refused'
-            status, _ = refused
-            body = error_page(status, '', '', '').encode()
-            start_response(status, self.headers([
-                ('Content-Type', 'text/html; charset=utf-8'),
-                ('Content-Length', str(len(body))), ('Connection', 'close')]))
-            return [body]
+            return self.page(start_response, refused[0])
         tidy(environ)
-        sized = []
+        environ['wsgi.input'] = DeadlineInput(
+            environ['wsgi.input'], self.max_body, self.body_timeout,
+            environ.get('CONTENT_TYPE', ''))
+        held = []
 
         def start(status, headers, exc_info=None):
-            sized.append(next((v for n, v in headers if n.lower() == 'content-length'), None))
-            return start_response(status, self.headers(headers), exc_info)
+            if held and held[0] is None:  # an app that starts late: straight through
+                return start_response(status, self.headers(headers), exc_info)
+            held.append((status, headers, exc_info))
+            return None
 
-        answer = self.app(environ, start)
+        try:
+            answer = self.app(environ, start)
+        except BaseException:  # noqa: BLE001  (SystemExit, KeyboardInterrupt from a handler)
+            cherrypy.log('the app raised', 'GUARD', severity=logging.ERROR, traceback=True)
+            return self.page(start_response, SERVER_ERROR, exc_info=sys.exc_info())
         if self.metrics is not None:
             # Which handler answered: CherryPy forgets once the answer closes.
             environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
-        length = sized[-1] if sized else None
+        return self.forward(answer, held, start_response)
+
+    def forward(self, answer, held, start_response):
+        """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
+        if not held:
+            held.append(None)
+            return answer
+        status, headers, exc_info = held[-1]
+        if status.startswith('500') or status.startswith('408'):
+            # Whatever wrote it (CherryPy's bare error path included), the page is ours;
+            # after a 408 the rest of the body is not read: the connection closes.
+            if hasattr(answer, 'close'):
+                answer.close()
+            return self.page(start_response, status, close=status.startswith('408'))
+        start_response(status, self.headers(headers), exc_info)
+        length = next((v for n, v in headers if n.lower() == 'content-length'), None)
         if length is None or not length.isdigit() or int(length) > ONE_PIECE:
             return answer
         # granian writes a list in one piece from its own I/O thread; an iterator is pulled
@@ -925,6 +1169,7 @@ def configure(environ):
         'tools.encode.on': False,
         'tools.handler.on': True,
         'request.body.maxbytes': settings['server.max_request_body_size'],
+        BODY_TIMEOUT_KEY: settings['server.body_timeout'],
     })
     # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
     cherrypy.server.unsubscribe()
@@ -941,9 +1186,11 @@ def mount(root, config_path):
     app = cherrypy.tree.mount(root, '', {'/': {
         'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
     app.merge(config_path)
-    # The cap configure() gave CherryPy's reader (server.* settings stay out of its config).
+    app.request_class = GuardedRequest
+    # The cap and deadline configure() gave (server.* settings stay out of CherryPy's config).
     return Guard(cherrypy.tree, _draining, cherrypy.config.get(
-        'request.body.maxbytes', DEFAULTS['server.max_request_body_size']))
+        'request.body.maxbytes', DEFAULTS['server.max_request_body_size']),
+        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']))
 
 
 def build_server(settings, app):

@@ -1,6 +1,6 @@
 """Run the hostile corpus against one or more checkouts; print a class x server pass/fail table.
 
-usage: python bench/hostile.py [--app DIR ...] [--python PATH] [--quick]
+usage: python bench/hostile.py [--app DIR ...] [--python PATH] [--quick] [--klass CLASS ...]
 
 Each DIR (default: this repository) is started as `python DIR/landing.py` on a free 127.0.0.1
 port with THREADS=10, using DIR/.venv/bin/python when it exists (else this interpreter, or
@@ -31,6 +31,9 @@ def parse_args(argv):
                         help='a checkout holding landing.py (repeatable; default: this repo)')
     parser.add_argument('--python', help='interpreter for every app (default: DIR/.venv or this)')
     parser.add_argument('--quick', action='store_true', help='leave out the slow scenarios')
+    parser.add_argument('--klass', action='append', metavar='CLASS',
+                        help='only the cases of this class (repeatable): ' + ', '.join(
+                            key for key, _ in corpus.CLASSES))
     return parser.parse_args(argv)
 
 
@@ -73,6 +76,7 @@ def run_app(app, python, selected, workdir):
                         for case in selected if case.id not in results})
     finally:
         server.stop()
+        corpus.stop_copies()
     return results
 
 
@@ -117,7 +121,8 @@ def main(argv=None):
     args = parse_args(argv)
     apps = [os.path.abspath(app) for app in (args.app or [REPO])]
     labels = labels_for(apps)
-    selected = corpus.cases(slow=False if args.quick else None)
+    selected = [case for case in corpus.cases(slow=False if args.quick else None)
+                if not args.klass or case.klass in args.klass]
     corpus.raise_open_files()  # the servers inherit it: 2,000 held connections need it
     results = {}
     with tempfile.TemporaryDirectory(prefix='hostile-') as scratch:

@@ -52,6 +52,11 @@ CLASSES = (
     ('descriptors', 'descriptor exhaustion'),
     ('paths', 'path amplification & traversal'),
     ('query', 'query strings'),
+    ('cost', 'header & body CPU'),
+    ('tracebacks', 'tracebacks before the config applies'),
+    ('bodies', 'request bodies nobody takes'),
+    ('static', 'static files: only static/'),
+    ('memory', 'memory per connection'),
 )
 CLASS_LABELS = dict(CLASSES)
 
@@ -412,8 +417,10 @@ class AppProcess:
         self.stdout_path = os.path.join(self.workdir, 'stdout.log')
         self.stderr_path = os.path.join(self.workdir, 'stderr.log')
         # Metrics (where the app has them) on a port of their own: servers run side by side.
+        # MAX_CONNECTIONS above the default (768, a 128 MiB pod's budget): the scenario of
+        # 1,000 silent + 1,000 idle connections needs room for 2,000.
         environment = dict(os.environ, HOST='127.0.0.1', PORT=str(self.port), THREADS='10',
-                           METRICS_PORT=str(free_port()))
+                           MAX_CONNECTIONS='4096', METRICS_PORT=str(free_port()))
         environment.update(env or {})
         limit = None
         if nofile:
@@ -509,7 +516,8 @@ class Sockets(list):
 
 
 ALLOWED_5XX = {501, 505}
-LEAKS = (b'traceback', b'cherrypy/', b'cheroot', b'granian', b'file "/')
+LEAKS = (b'traceback', b'cherrypy/', b'cheroot', b'granian', b'file "/', b'powered by',
+         b'site-packages')
 SOURCE = re.compile(rb'^(import \w|from \w[\w.]* import |def \w+\(|class \w+[(:])', re.M)
 SECRETS = (b'root:x:0:0', b'tools.staticdir', b'cherrypy==', b'__name__')
 
@@ -791,7 +799,8 @@ def valid_range_cases():
             ('bytes=0-99', b'bytes=0-99', 0, 99),
             ('bytes=0-0', b'bytes=0-0', 0, 0),
             ('suffix bytes=-100', b'bytes=-100', size - 100, size - 1),
-            ('open bytes=12000-', b'bytes=12000-', 12000, size - 1),
+            # From the middle of whatever logo the site has (a user may ship a small one).
+            ('open from the middle bytes=N-', b'bytes=%d-' % (size // 2), size // 2, size - 1),
             ('past the end bytes=0-99999999', b'bytes=0-99999999', 0, size - 1),
             ('suffix longer than the file', b'bytes=-99999', 0, size - 1)):
         yield Case('range', f'Range {label} -> 206 with exact Content-Range/Length',
@@ -1348,14 +1357,14 @@ def slow_clients(target):
     return Outcome(passed, f'probe seconds while held: {probes}; recovered after: {recovered}')
 
 
-def non_reader(port, path):
+def non_reader(port, path, pipelined=None):
     """A client with a tiny receive buffer that pipelines requests and never reads."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: small window
     sock.settimeout(2)
     try:
         sock.connect(('127.0.0.1', port))
-        sock.sendall(get(path) * PIPELINED)
+        sock.sendall(get(path) * (pipelined or PIPELINED))
     except OSError:
         pass  # a server that refuses the flood is doing its job
     return sock
@@ -1486,10 +1495,376 @@ def scenario_cases():
                slow=True)
 
 
+# --------------------------------------------------------------------------------------------
+# Issue 17: what a request costs (header CPU, bodies, static files, memory), and tracebacks
+
+
+CPU_BOUND = 0.050   # s of server CPU one request may cost, whatever its headers or body
+PROBE_MEDIAN = 0.100  # s: a fresh /healthcheck's median while 4 clients repeat the worst request
+ATTACKERS = 4
+
+
+def _encoded_words(count):
+    """`count` RFC 2047 words in one value, each opened and never closed."""
+    return b'=?a?q?' * count
+
+
+# label -> request. Each is the worst of its kind within hyper's 16 KiB header buffer.
+WORST_HEADERS = {
+    'Accept of 8,000 `,"` on /healthcheck': get('/healthcheck', b'Accept: ' + b',"' * 8000),
+    'Content-Type of 8,000 `,"` on a GET of /': get('/', b'Content-Type: a' + b',"' * 8000),
+    'Content-Type of 8,000 `,"` on a GET of a 404': get('/nope', b'Content-Type: a' + b',"' * 8000),
+    'Accept-Language of 15,000 commas': get('/', b'Accept-Language: ' + b',' * 15000),
+    'Accept-Encoding of `;q=` x 5,000': get('/', b'Accept-Encoding: ' + b';q=' * 5000),
+    'If-None-Match of 8,000 `,"` on the logo': get(LOGO_PATH, b'If-None-Match: ' + b',"' * 8000),
+    'Cookie of 15,000 backslashes (CVE-2024-7592)': get('/', b'Cookie: a="' + b'\\' * 15000 + b'"'),
+    'Cookie of 3,000 pairs': get('/', b'Cookie: ' + b'a=b; ' * 3000),
+    'User-Agent of 2,600 open encoded words': get(
+        '/healthcheck', b'User-Agent: ' + _encoded_words(2600)),
+    '500 headers each one valid encoded word': get('/healthcheck', *[
+        b'X-%d: =?utf-8?q?a?=' % i for i in range(500)]),
+    '2,000 tiny headers': get('/', *[b'X%d:' % i for i in range(2000)]),
+    'Content-Disposition of 8,000 `;"`': get('/', b'Content-Disposition: a' + b';"' * 8000),
+    'TE of 8,000 `,"`': get('/', b'TE: ' + b',"' * 8000),
+}
+_PART = b'--x\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\na\r\n'
+_PARTS = _PART * 950 + b'--x--\r\n'  # 63 KB: under the body cap
+WORST_BODIES = {
+    'multipart body of 950 file parts to a 404': req(
+        b'POST /nope HTTP/1.1', HOST, b'Content-Type: multipart/form-data; boundary=x',
+        b'Content-Length: %d' % len(_PARTS), body=_PARTS),
+    'urlencoded body of 30,000 fields to a 404': req(
+        b'POST /nope HTTP/1.1', HOST, b'Content-Type: application/x-www-form-urlencoded',
+        b'Content-Length: %d' % (len(b'a&') * 30000), body=b'a&' * 30000),
+}
+
+
+def request_cost(target, data):
+    """Server CPU for one request, the least of three tries (other threads' noise adds only)."""
+    costs, reply = [], None
+    for _ in range(3):
+        wait_for(target.healthy, 10)
+        before = tree_cpu(target.pid)
+        reply = talk(target.port, data, timeout=10)
+        costs.append(tree_cpu(target.pid) - before)
+    return min(costs), reply
+
+
+def cheap(target, data):
+    """One request costs the server < 50 ms of CPU and gets a safe answer (no 5xx, no leak)."""
+    spent, reply = request_cost(target, data)
+    passed = spent < CPU_BOUND and safe(reply) and reply.ending != 'timeout'
+    return Outcome(passed, f'server CPU {spent * 1000:.1f} ms; {reply.summary()}')
+
+
+def costliest(target):
+    """The worst header or body request for this server: the one costing it the most CPU."""
+    costs = {label: request_cost(target, data)[0]
+             for label, data in {**WORST_HEADERS, **WORST_BODIES}.items()}
+    return max(costs, key=costs.get), costs
+
+
+def probe_median_under_attack(target, data=None, seconds=6):
+    """4 clients repeat the costliest request; a fresh /healthcheck's median must be < 100 ms."""
+    import threading  # only this scenario needs threads
+    label = 'given request'
+    if data is None:
+        label, _ = costliest(target)
+        data = {**WORST_HEADERS, **WORST_BODIES}[label]
+    stop = threading.Event()
+
+    def attack():
+        for _ in range(100_000):
+            if stop.is_set():
+                return
+            with contextlib.suppress(OSError):
+                talk(target.port, data, timeout=5, settle=0)
+
+    attackers = [threading.Thread(target=attack, daemon=True) for _ in range(ATTACKERS)]
+    for thread in attackers:
+        thread.start()
+    probes = []
+    end = time.monotonic() + seconds
+    try:
+        for _ in range(1000):
+            if time.monotonic() > end:
+                break
+            taken = target.probe_seconds(timeout=5)
+            probes.append(taken if taken is not None else 5.0)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in attackers:
+            thread.join(10)
+    probes.sort()
+    median = probes[len(probes) // 2]
+    return Outcome(median < PROBE_MEDIAN,
+                   f'{label}: median fresh probe {median * 1000:.0f} ms over {len(probes)} '
+                   f'probes, worst {probes[-1] * 1000:.0f} ms')
+
+
+def cost_cases():
+    """No request costs more than 50 ms of server CPU; 4 attackers leave the probe fast."""
+    for label, data in {**WORST_HEADERS, **WORST_BODIES}.items():
+        yield Case('cost', f'{label} -> < 50 ms of server CPU, no 5xx',
+                   scenario=lambda target, data=data: cheap(target, data), slow=True)
+    yield Case('cost', f'{ATTACKERS} clients repeating the costliest request -> fresh '
+               '/healthcheck median < 100 ms', scenario=probe_median_under_attack, slow=True)
+
+
+# Headers CherryPy read before the app's config applied (tracebacks on, its own error page).
+BEFORE_CONFIG = {
+    'User-Agent: =?x?q?a?= (unknown charset)': b'User-Agent: =?x?q?a?=',
+    'Referer: a =?utf-8?q?b?= (mixed atoms)': b'Referer: a =?utf-8?q?b?=',
+    'X-A: =?utf-8?b?#?= (bad base64)': b'X-A: =?utf-8?b?#?=',
+    'X-A: =?utf-8?q?=FF?= (not UTF-8)': b'X-A: =?utf-8?q?=FF?=',
+    'X-A: =?utf-7?q?+AGE?= (odd charset)': b'X-A: =?utf-7?q?+AGE?=',
+    'X-A: =?utf-16?q?a?= (odd length)': b'X-A: =?utf-16?q?a?=',
+    'Cookie: [a=b (illegal key)': b'Cookie: [a=b',
+    'Cookie: a="\\x (broken quote)': b'Cookie: a="\\x',
+    'Accept: a;q=x (bad q)': b'Accept: a;q=x',
+}
+
+
+def our_error_page(reply):
+    """No 5xx, no traceback or version, and the security headers on the answer."""
+    return safe(reply) and security_headers()(reply) and reply.count == 1
+
+
+def traceback_cases():
+    """Whatever a header holds, on any path: no traceback, version or bare 500."""
+    for label, line in BEFORE_CONFIG.items():
+        for path in ('/healthcheck', '/', LOGO_PATH, '/nope'):
+            yield Case('tracebacks', f'{label} on {path} -> our page, no traceback',
+                       get(path, line), our_error_page)
+
+
+def slow_upload_answered(reply):
+    """An answer (never a wait for the body) that is a 4xx, safe."""
+    first = reply.first()
+    return bool(first) and 400 <= first.status < 500 and safe(reply)
+
+
+def body_cases():
+    """Paths that take no body answer without reading it: an incomplete body is no wait."""
+    for path in ('/nope', '/static/x', LOGO_PATH, '/', '/healthcheck', '/static/site.css'):
+        for kind in (b'application/x-www-form-urlencoded', b'multipart/form-data; boundary=x'):
+            data = req(b'POST ' + path.encode() + b' HTTP/1.1', HOST, b'Content-Type: ' + kind,
+                       b'Content-Length: 60000', body=b'a=1&b=2')
+            yield Case('bodies', f'POST {path} ({kind.split(b";")[0].decode()}), 7 of 60,000 '
+                       'bytes sent -> 4xx at once, the body never waited for', data,
+                       slow_upload_answered)
+
+
+# --- a copy of the app with a big file, dotfiles and symlinks in static/ (scenarios below)
+
+BIG_FILE = 4 * 1024 * 1024
+DOT_ENTRIES = {'.env': b'SECRET=1\n', '.git/config': b'[core]\nsecret = 1\n',
+               'sub/.hidden': b'hidden\n', '.well/inner.txt': b'dot folder\n'}
+_copies = {}
+
+
+def decorated_copy(target):
+    """Once per target: its app copied, static/ given big.bin, dotfiles and symlinks; started."""
+    import shutil  # only the copy needs it
+    key = (target.app_dir, target.python)
+    if key in _copies and _copies[key].proc.poll() is None:
+        return _copies[key]
+    # Named app/ under the pytest folder: coverage counts its lines as the app's (pyproject).
+    app = os.path.join(target.workdir, 'app')
+    if not os.path.exists(app):
+        shutil.copytree(target.app_dir, app, symlinks=True, ignore=shutil.ignore_patterns(
+            '.venv', '.git', 'tests', 'bench', 'docs', 'deploy', '__pycache__', 'test-output'))
+        static = os.path.join(app, 'static')
+        with open(os.path.join(static, 'big.bin'), 'wb') as handle:
+            handle.write(os.urandom(BIG_FILE))
+        for name, content in DOT_ENTRIES.items():
+            os.makedirs(os.path.dirname(os.path.join(static, name)), exist_ok=True)
+            with open(os.path.join(static, name), 'wb') as handle:
+                handle.write(content)
+        os.symlink('../server.py', os.path.join(static, 'leak.txt'))
+        os.symlink('/etc/passwd', os.path.join(static, 'passwd.txt'))
+        os.symlink('..', os.path.join(static, 'up'))
+        os.symlink('site.css', os.path.join(static, 'inside.css'))
+    workdir = os.path.join(target.workdir, 'decorated-run')
+    os.makedirs(workdir, exist_ok=True)
+    server = AppProcess(app, workdir, python=target.python, env={'THREADS': '10'})
+    server.wait_ready()
+    _copies[key] = server
+    return server
+
+
+def stop_copies():
+    """Stop every decorated copy started (by PID)."""
+    for server in _copies.values():
+        server.stop()
+    _copies.clear()
+
+
+def slow_reader(port, path):
+    """A client asking for `path` with a tiny receive window, then never reading."""
+    return non_reader(port, path, pipelined=1)
+
+
+def slow_uploader(port, path):
+    """A client sending a POST's head and 10 of 60,000 body bytes, then nothing."""
+    sock = connect(port)
+    sock.sendall(req(b'POST ' + path.encode() + b' HTTP/1.1', HOST,
+                     b'Content-Type: application/x-www-form-urlencoded',
+                     b'Content-Length: 60000', body=b'a=' + b'x' * 8))
+    return sock
+
+
+UPLOADERS, READERS = 20, 20
+
+
+def slow_everything(target):
+    """THREADS=10: 20 slow uploaders, 20 slow readers of a 4 MB file, tricklers, non-readers.
+
+    A fresh /healthcheck must answer in < 1 s throughout.
+    """
+    raise_open_files()
+    server = decorated_copy(target)
+    paths = ['/nope', '/static/x', LOGO_PATH, '/', '/static/site.css']
+    with Sockets() as uploaders, Sockets() as readers, Sockets() as tricklers, \
+            Sockets() as stuck:
+        open_many(UPLOADERS, lambda: slow_uploader(server.port, paths[len(uploaders) % 5]),
+                  uploaders)
+        open_many(READERS, lambda: slow_reader(server.port, '/static/big.bin'), readers)
+
+        def trickler():
+            sock = connect(server.port)
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ')
+            return sock
+
+        open_many(TRICKLERS, trickler, tricklers)
+        open_many(NON_READERS, lambda: non_reader(server.port, LOGO_PATH), stuck)
+        probes = trickle_and_probe(server, tricklers, ticks=4, probe_at=(1, 3))
+    recovered = wait_for(server.healthy, 20)
+    passed = all(seconds is not None and seconds < 1 for seconds in probes)
+    return Outcome(passed, f'probe seconds while held: {probes}; recovered after: {recovered}')
+
+
+def big_file_whole(target):
+    """The 4 MB static file comes back whole and exact."""
+    server = decorated_copy(target)
+    with open(os.path.join(server.app_dir, 'static', 'big.bin'), 'rb') as handle:
+        content = handle.read()
+    reply = talk(server.port, get('/static/big.bin'), limit=BIG_FILE + 4096, timeout=20)
+    return Outcome(full_body(content)(reply), reply.summary())
+
+
+# Every way to name a dot entry or a symlink leaving static/, in any encoding.
+STATIC_ESCAPES = [
+    '/static/.env', '/static/%2eenv', '/static/%2Eenv', '/static/%252eenv', '/static/.git/config',
+    '/static/%2egit/config', '/static/%252egit%252fconfig', '/static/.git%2fconfig',
+    '/static/sub/.hidden', '/static/sub/%2ehidden', '/static/.well/inner.txt',
+    '/static/%2ewell/inner.txt', '/static/sub/..%2f.env', '/static/leak.txt',
+    '/static/%6ceak.txt', '/static/passwd.txt', '/static/up/server.py', '/static/up/prod.conf',
+    '/static/up%2fserver.py', '/static/\\.env', '/static/%5c.env',
+]
+
+
+def static_refused(path):
+    """A scenario: GET `path` on the decorated copy gets no secret, no source, no dot entry."""
+    def scenario(target):
+        server = decorated_copy(target)
+        reply = talk(server.port, get(path))
+        secrets = [content for content in DOT_ENTRIES.values()] + [b'root:']
+        first = reply.first()
+        passed = (safe(reply) and first is not None and first.status in (400, 403, 404)
+                  and not any(secret in reply.raw for secret in secrets))
+        return Outcome(passed, reply.summary())
+    return scenario
+
+
+def static_inside_link(target):
+    """A symlink whose real path stays in static/ is still served."""
+    server = decorated_copy(target)
+    reply = talk(server.port, get('/static/inside.css'))
+    return Outcome(full_body(CSS)(reply), reply.summary())
+
+
+def static_cases():
+    """static/ serves only what is in it: no dot entry, no symlink out, in any encoding."""
+    for path in STATIC_ESCAPES:
+        yield Case('static', f'GET {path} -> no dotfile, dot-folder or file outside static/',
+                   scenario=static_refused(path), slow=True)
+    yield Case('static', 'a symlink inside static/ to a file in it -> still served',
+               scenario=static_inside_link, slow=True)
+    yield Case('static', 'the 4 MB static file -> whole and exact', scenario=big_file_whole,
+               slow=True)
+    yield Case('slow-clients', f'THREADS=10: {UPLOADERS} slow uploaders + {READERS} slow readers '
+               f'of a 4 MB file + {TRICKLERS} tricklers + {NON_READERS} non-readers -> fresh '
+               '/healthcheck < 1 s', scenario=slow_everything, slow=True)
+
+
+# --- memory per connection
+
+HEADER_HELD = 15 * 1024   # bytes of unfinished headers each connection sends
+MEMORY_CONNECTIONS = 300  # connections per measurement (a reduced scale of the budget's)
+# The per-connection budget docs/load-balancer.md derives MAX_CONNECTIONS from (kB).
+CONNECTION_BUDGET_KB = 48
+
+
+def held_headers(port):
+    """A client that sends 15 KB of headers and never ends them."""
+    sock = connect(port)
+    sock.sendall(b'GET / HTTP/1.1\r\nHost: localhost\r\nX-Pad: ' + b'a' * HEADER_HELD)
+    return sock
+
+
+def memory_per_connection(target, make, count=MEMORY_CONNECTIONS):
+    """Worker-tree RSS growth (kB) per connection of `count` made by make(port)."""
+    raise_open_files()
+    wait_for(target.healthy, 10)
+    before = tree_kb(target.pid, 'VmRSS')
+    with Sockets() as held:
+        open_many(count, lambda: make(target.port), held)
+        # Let the server take in what each sent: poll until the growth stops.
+        last, grown = -1, 0
+        for _ in range(40):
+            time.sleep(0.25)
+            grown = tree_kb(target.pid, 'VmRSS') - before
+            if grown == last:
+                break
+            last = grown
+        opened = len(held)
+    return grown / max(opened, 1), opened
+
+
+def memory_case(make, label):
+    """A scenario: per-connection RSS growth must stay within CONNECTION_BUDGET_KB."""
+    def scenario(target):
+        per, opened = memory_per_connection(target, make)
+        wait_for(target.healthy, 20)
+        return Outcome(opened == MEMORY_CONNECTIONS and per <= CONNECTION_BUDGET_KB,
+                       f'{per:.1f} kB RSS per connection over {opened} {label}')
+    return scenario
+
+
+def memory_cases():
+    """What one connection costs the server's memory, at a reduced scale."""
+    yield Case('memory', f'{MEMORY_CONNECTIONS} connections holding 15 KB of unfinished headers '
+               f'-> <= {CONNECTION_BUDGET_KB} kB RSS each', scenario=memory_case(
+                   held_headers, 'with unfinished headers'), slow=True)
+    yield Case('memory', f'{MEMORY_CONNECTIONS} clients not reading the page -> '
+               f'<= {CONNECTION_BUDGET_KB} kB RSS each', scenario=memory_case(
+                   lambda port: non_reader(port, '/', pipelined=1), 'not reading'), slow=True)
+    yield Case('memory', f'{MEMORY_CONNECTIONS} clients not reading the logo -> '
+               f'<= {CONNECTION_BUDGET_KB} kB RSS each', scenario=memory_case(
+                   lambda port: non_reader(port, LOGO_PATH, pipelined=1), 'not reading'),
+               slow=True)
+    yield Case('memory', f'{MEMORY_CONNECTIONS} slow uploads to a 404 -> '
+               f'<= {CONNECTION_BUDGET_KB} kB RSS each', scenario=memory_case(
+                   lambda port: slow_uploader(port, '/nope'), 'slow uploads'), slow=True)
+
+
 def build():
     """Every case, in table order; names are unique."""
     corpus = [*range_cases(), *smuggling_cases(), *header_cases(), *security_cases(),
-              *query_cases(), *path_cases(), *scenario_cases()]
+              *query_cases(), *path_cases(), *scenario_cases(), *cost_cases(),
+              *traceback_cases(), *body_cases(), *static_cases(), *memory_cases()]
     ids = [case.id for case in corpus]
     duplicates = {each for each in ids if ids.count(each) > 1}
     assert not duplicates, duplicates

@@ -4,8 +4,10 @@ Called in this process through the same WSGI app granian serves (the `in_process
 each rule is seen on its own; test_hostile.py sends the same shapes to a real server.
 """
 import gc
+import io
 import multiprocessing
 import os
+import threading
 
 import cherrypy
 import pytest
@@ -105,6 +107,12 @@ def test_a_chunked_body_over_the_cap_gets_413_as_it_is_read(start_server, size, 
     assert statuses(answer) == [status]
 
 
+def plain_environ():
+    """The least environ a WSGI server hands the guard: GET / with a Host and no body."""
+    return {'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/',
+            'wsgi.input': io.BytesIO()}
+
+
 def range_answer(in_process, value):
     """GET /logo.png with `Range: value`; return (status, headers, body)."""
     return in_process('GET', '/logo.png', {'Range': value})
@@ -196,8 +204,7 @@ def test_small_answers_are_handed_over_in_one_piece():
         return Body()
 
     guard = server.Guard(app, multiprocessing.RawValue('b'))
-    answer = guard({'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/'},
-                   lambda *args: None)
+    answer = guard(plain_environ(), lambda *args: None)
     assert answer == [b'ab']
     assert closed == [True]
 
@@ -212,8 +219,7 @@ def test_big_or_unsized_answers_stream_as_they_are(length):
         return body
 
     guard = server.Guard(app, multiprocessing.RawValue('b'))
-    assert guard({'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/'},
-                 lambda *args: None) is body
+    assert guard(plain_environ(), lambda *args: None) is body
 
 
 @pytest.mark.parametrize('query', [
@@ -315,3 +321,263 @@ def test_a_handler_may_yield_str_and_bytes_and_gets_the_charset_named():
         assert cherrypy.serving.response.headers['Content-Type'] == 'text/plain; charset=utf-8'
     finally:
         cherrypy.serving.clear()
+
+
+# ------------------------------------------------------------------ issue 17: costs and errors
+
+
+@pytest.mark.parametrize('name', [
+    'Accept', 'Accept-Language', 'Accept-Encoding', 'Accept-Charset', 'Content-Type', 'TE',
+    'If-None-Match', 'If-Match', 'Content-Disposition',
+])
+def test_headers_cherrypy_splits_with_quadratic_regexes_get_431_past_the_cap(in_process, name):
+    """A value CherryPy would split for a second of CPU is refused; an ordinary one passes."""
+    assert in_process('GET', '/healthcheck', {name: ',"' * server.MAX_ELEMENT_HEADER})[0] == 431
+    assert in_process('GET', '/healthcheck', {name: 'a, b;q=0.5'})[0] == 200
+
+
+def test_a_cookie_of_many_backslashes_gets_431_and_a_few_pass(in_process):
+    """CVE-2024-7592: Python's cookie parser is quadratic in backslashes on older 3.11s."""
+    many = 'a="' + '\\' * (server.MAX_COOKIE_BACKSLASHES + 1) + '"'
+    assert in_process('GET', '/healthcheck', {'Cookie': many})[0] == 431
+    assert in_process('GET', '/healthcheck', {'Cookie': 'a="\\\\"; b=c'})[0] == 200
+
+
+@pytest.mark.parametrize('value, readable', [
+    ('plain', True), ('=?utf-8?q?f=C3=BCr?=', True), ('https://x/?next=?a', True),
+    ('=?x?q?a?=', False), ('a =?utf-8?q?b?=', False), ('=?utf-16?q?a?=', False),
+    ('=?utf-8?q?=FF?=', False), ('=?a?q?' * (server.MAX_ENCODED_WORDS + 1), False),
+])
+def test_encoded_words_cherrypy_cannot_decode_are_refused(value, readable):
+    """Unknown charsets, bad base64, mixed atoms and floods of words: not readable."""
+    assert server.decodable(value) is readable
+
+
+@pytest.mark.parametrize('path', ['/healthcheck', '/', '/logo.png', '/nope'])
+def test_an_undecodable_header_gets_400_with_our_page_not_a_traceback(in_process, path):
+    """CherryPy decodes RFC 2047 words before its config applies: the guard refuses first."""
+    status, headers, body = in_process('GET', path, {'User-Agent': '=?x?q?a?='})
+    assert status == 400
+    assert set(headers) >= SECURITY_HEADERS
+    assert body == server.error_page('400 Bad Request', '', '', '').encode()
+
+
+@pytest.mark.parametrize('cookie', ['[a=b', 'a="\\x'])
+def test_a_broken_cookie_before_the_config_gets_our_page_without_a_traceback(in_process, cookie):
+    """CookieError is raised while headers are read: GuardedRequest shows no traceback."""
+    status, headers, body = in_process('GET', '/healthcheck', {'Cookie': cookie})
+    assert status in (200, 400)
+    assert b'Traceback' not in body
+    assert b'CherryPy' not in body
+    assert set(headers) >= SECURITY_HEADERS
+
+
+def guard_over(app):
+    """The guard around a WSGI `app`; returns a function calling it (status, headers, body)."""
+    guard = server.Guard(app, multiprocessing.RawValue('b'))
+
+    def call(environ=None):
+        started = []
+        body = b''.join(guard(environ or plain_environ(), lambda status, headers,
+                              exc_info=None: started.append((status, headers))))
+        return started[-1][0], dict(started[-1][1]), body
+    return call
+
+
+@pytest.mark.parametrize('error', [SystemExit, KeyboardInterrupt, GeneratorExit, RuntimeError])
+def test_whatever_the_app_raises_the_client_gets_our_500_page(error):
+    """BaseExceptions from a handler pass CherryPy's traps; the guard answers our page."""
+    def app(environ, start):
+        raise error('from a handler')
+
+    status, headers, body = guard_over(app)()
+    assert status == server.SERVER_ERROR
+    assert body == server.error_page(server.SERVER_ERROR, '', '', '').encode()
+    assert set(headers) >= SECURITY_HEADERS
+
+
+def test_a_500_the_app_writes_itself_becomes_our_page():
+    """CherryPy's bare error path writes text/plain with no page: the guard's replaces it."""
+    closed = []
+
+    class Answer(list):
+        def close(self):
+            closed.append(True)
+
+    def app(environ, start):
+        start('500 Internal Server Error', [('Content-Type', 'text/plain')])
+        return Answer([b'Unrecoverable error in the server.'])
+
+    status, headers, body = guard_over(app)()
+    assert (status, closed) == (server.SERVER_ERROR, [True])
+    assert body == server.error_page(server.SERVER_ERROR, '', '', '').encode()
+    assert headers['Content-Type'] == 'text/html; charset=utf-8'
+
+
+def test_an_app_that_starts_its_answer_late_still_gets_the_headers():
+    """An app may call start_response while its body is iterated: passed straight on."""
+    def app(environ, start):
+        def body():
+            start('200 OK', [('Content-Length', '2')])
+            yield b'ok'
+        return body()
+
+    assert guard_over(app)()[0] == '200 OK'
+
+
+def deadline_input(data, timeout=5, limit=100):
+    """A DeadlineInput over `data` (bytes, or a reader object)."""
+    raw = io.BytesIO(data) if isinstance(data, bytes) else data
+    return server.DeadlineInput(raw, limit, timeout)
+
+
+def test_a_body_is_read_whole_once_and_served_from_memory():
+    """read, readline, readlines and iteration all see the same body."""
+    body = b'a=1\nb=2\n'
+    assert deadline_input(body).read() == body
+    assert deadline_input(body).read(None) == body
+    assert deadline_input(body).readline() == b'a=1\n'
+    assert deadline_input(body).readlines() == [b'a=1\n', b'b=2\n']
+    assert list(deadline_input(body)) == [b'a=1\n', b'b=2\n']
+    reader = deadline_input(body)
+    assert (reader.read(2), reader.read()) == (b'a=', b'1\nb=2\n')
+
+
+def test_a_body_past_the_cap_is_read_one_byte_past_it_so_cherrypy_says_413():
+    """The reader stops at limit + 1 bytes: CherryPy's maxbytes sees the excess."""
+    assert len(deadline_input(b'x' * 500, limit=100).read()) == 101
+
+
+class Silent:
+    """A wsgi.input whose client never sends: read() blocks until released."""
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def read(self, size):
+        """Wait for the release, then fail as a reset connection does."""
+        self.release.wait(30)
+        raise ConnectionResetError('the connection closed')
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408():
+    """The worker thread waits BODY_TIMEOUT at most; the read goes on in its own thread."""
+    silent = Silent()
+    try:
+        with pytest.raises(cherrypy.HTTPError) as raised:
+            deadline_input(silent, timeout=0.2).read()
+        assert raised.value.status == 408
+    finally:
+        silent.release.set()
+
+
+def test_a_reset_while_reading_leaves_what_came():
+    """A connection reset ends the body; the handler gets what arrived."""
+    silent = Silent()
+    silent.release.set()
+    assert deadline_input(silent).read() == b''
+
+
+def test_a_408_is_our_page_and_closes_the_connection():
+    """After a body deadline the rest of the body is unread: the answer says close."""
+    def app(environ, start):
+        start('408 Request Timeout', [('Content-Type', 'text/html')])
+        return [b'x']
+
+    status, headers, body = guard_over(app)()
+    assert status == '408 Request Timeout'
+    assert headers['Connection'] == 'close'
+
+
+@pytest.mark.parametrize('branch, allowed', [
+    ('site.css', True), ('', True), ('.env', False), ('a/.git/config', False),
+    ('a\\.env', False), ('../landing.py', False), ('a\x00b', False),
+])
+def test_static_paths_name_no_dot_entry_and_stay_inside(branch, allowed):
+    """Dot entries at any depth, either slash, and real paths out of the folder are refused."""
+    assert server.static_allowed(os.path.join(ROOT, 'static'), branch) is allowed
+
+
+def test_a_symlink_out_of_the_folder_is_refused_and_one_inside_served(tmp_path):
+    """The real path decides: a link to ../secret is out, a link to a sibling is in."""
+    (tmp_path / 'static').mkdir()
+    (tmp_path / 'secret').write_text('x')
+    (tmp_path / 'static' / 'file').write_text('y')
+    (tmp_path / 'static' / 'out').symlink_to('../secret')
+    (tmp_path / 'static' / 'in').symlink_to('file')
+    folder = str(tmp_path / 'static')
+    assert not server.static_allowed(folder, 'out')
+    assert server.static_allowed(folder, 'in')
+
+
+@pytest.mark.parametrize('path', ['/static/.hidden', '/static/%252ehidden', '/static/sub/.x'])
+def test_dot_entries_under_static_are_404_in_process(in_process, path):
+    """static_only runs before staticdir: 404 whether or not the file exists."""
+    assert in_process('GET', path)[0] == 404
+
+
+def test_a_configured_static_file_that_is_a_symlink_out_is_404(tmp_path):
+    """tools.staticfile is held to its own folder too."""
+    (tmp_path / 'secret.py').write_text('import os\n')
+    (tmp_path / 'static').mkdir()
+    (tmp_path / 'static' / 'logo.png').symlink_to('../secret.py')
+    request = cherrypy._cprequest.Request(None, None)
+    request.toolmaps = {'tools': {'staticfile': {
+        'on': True, 'root': str(tmp_path), 'filename': 'static/logo.png'}}}
+    request.path_info = '/logo.png'
+    cherrypy.serving.load(request, cherrypy._cprequest.Response())
+    try:
+        with pytest.raises(cherrypy.NotFound):
+            server.static_only()
+    finally:
+        cherrypy.serving.clear()
+
+
+@pytest.mark.parametrize('toolmap, handler, read', [
+    ({}, None, False),
+    ({}, cherrypy.NotFound(), False),
+    ({'staticdir': {'on': True}}, lambda: None, False),
+    ({'staticfile': {'on': True}}, lambda: None, False),
+    ({'staticdir': {'on': False}}, lambda: None, True),
+])
+def test_a_body_is_read_only_where_a_handler_can_take_it(toolmap, handler, read):
+    """No handler (404) or a static file: CherryPy is told not to read the body."""
+    request = cherrypy._cprequest.Request(None, None)
+    request.toolmaps = {'tools': toolmap}
+    request.handler = handler
+    request.process_request_body = True
+    cherrypy.serving.load(request, cherrypy._cprequest.Response())
+    try:
+        server.takes_body()
+        assert request.process_request_body is read
+    finally:
+        cherrypy.serving.clear()
+
+
+def multipart(parts, boundary='b0'):
+    """A multipart/form-data body of `parts` tiny fields, with its Content-Type."""
+    body = b''.join(b'--%s\r\nContent-Disposition: form-data; name="f%d"\r\n\r\na\r\n'
+                    % (boundary.encode(), n) for n in range(parts))
+    return body + b'--%s--\r\n' % boundary.encode(), f'multipart/form-data; boundary={boundary}'
+
+
+@pytest.mark.parametrize('parts, refused', [
+    (server.MAX_PARTS, False), (server.MAX_PARTS + 1, True)])
+def test_a_multipart_body_of_too_many_parts_gets_413_before_cherrypy_parses_it(parts, refused):
+    """CherryPy's multipart parser costs ~0.15 ms a part: past MAX_PARTS, 413."""
+    body, content_type = multipart(parts)
+    reader = server.DeadlineInput(io.BytesIO(body), 100_000, 5, content_type)
+    if refused:
+        with pytest.raises(cherrypy.HTTPError) as raised:
+            reader.read()
+        assert raised.value.status == 413
+    else:
+        assert reader.read() == body
+
+
+@pytest.mark.parametrize('content_type', [
+    '', 'application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain; boundary=b0'])
+def test_only_a_multipart_body_with_a_boundary_is_counted(content_type):
+    """Other bodies (and a multipart type naming no boundary) are passed on whatever they hold."""
+    body, _ = multipart(server.MAX_PARTS * 2)
+    assert server.DeadlineInput(io.BytesIO(body), 100_000, 5, content_type).read() == body

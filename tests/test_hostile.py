@@ -35,6 +35,7 @@ def server(tmp_path_factory):
         yield process
     finally:
         process.stop()
+        corpus.stop_copies()
         resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
 
@@ -100,6 +101,36 @@ def test_slow_and_idle_clients_cannot_starve_the_health_check(server, case):
 @pytest.mark.parametrize('case', spec('descriptors'))
 def test_running_out_of_descriptors_is_cheap_quiet_and_recoverable(server, case):
     """At 256 open files with 400 connections: < 5 % CPU, ~1 log line/s, healthy once released."""
+    holds(case, server)
+
+
+@pytest.mark.parametrize('case', spec('cost'))
+def test_no_request_costs_more_than_50_ms_of_cpu_whatever_its_headers_or_body(server, case):
+    """Quadratic header parsing, cookies, encoded words, bodies: < 50 ms each; probe < 100 ms."""
+    holds(case, server)
+
+
+@pytest.mark.parametrize('case', spec('tracebacks'))
+def test_headers_read_before_the_config_applies_never_get_a_traceback(server, case):
+    """Broken encoded words and cookies on any path: our page with the security headers."""
+    holds(case, server)
+
+
+@pytest.mark.parametrize('case', spec('bodies'))
+def test_a_body_is_never_waited_for_where_nothing_takes_one(server, case):
+    """404s, static files and GET-only pages answer before an incomplete body arrives."""
+    holds(case, server)
+
+
+@pytest.mark.parametrize('case', spec('static'))
+def test_static_serves_only_what_is_in_static(server, case):
+    """No dotfile, dot-folder or symlink out of static/, in any encoding; big files whole."""
+    holds(case, server)
+
+
+@pytest.mark.parametrize('case', spec('memory'))
+def test_one_connection_costs_at_most_the_budgeted_memory(server, case):
+    """Unfinished headers, non-readers, slow uploads: RSS per connection within the budget."""
     holds(case, server)
 
 

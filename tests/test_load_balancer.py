@@ -67,10 +67,26 @@ def fresh_probe_seconds(port, timeout):
     return time.monotonic() - started
 
 
+def test_past_max_connections_new_ones_wait_in_the_backlog_and_are_served_once_freed(
+        start_server, many_files, held_sockets):
+    """MAX_CONNECTIONS=50 and 60 silent connections: a probe waits, then answers once they go."""
+    server = start_server(env={'MAX_CONNECTIONS': '50'}).wait_ready()
+    hold_silent(server.port, 60, held_sockets)
+    assert fresh_probe_seconds(server.port, timeout=1) is None
+    for sock in held_sockets:
+        sock.close()
+    held_sockets.clear()
+    assert wait_until(lambda: fresh_probe_seconds(server.port, timeout=1), what='probe answered')
+
+
 def test_pre_opened_and_idle_connections_cannot_starve_ten_threads(
         start_server, many_files, held_sockets):
-    """THREADS=10, 1,000 silent and 1,000 idle keep-alive connections: a probe answers in < 1 s."""
-    server = start_server(env={'THREADS': '10'}).wait_ready()
+    """THREADS=10, 1,000 silent and 1,000 idle keep-alive connections: a probe answers in < 1 s.
+
+    MAX_CONNECTIONS is raised for them: the default (768) is what a 128 MiB pod holds of the
+    costliest connections; past it, connections wait in the backlog (the next test).
+    """
+    server = start_server(env={'THREADS': '10', 'MAX_CONNECTIONS': '4096'}).wait_ready()
     hold_silent(server.port, 1000, held_sockets)
     hold_idle_keepalive(server.port, 1000, held_sockets)
     seconds = fresh_probe_seconds(server.port, timeout=5)
