@@ -4,6 +4,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +34,15 @@ SEED = {
     'server.thread_pool': 100,
     'tools.trailing_slash.on': False,
 }
+
+
+def copy_app(folder):
+    """Copy the app (APP_FILES) into `folder`, made here; return it."""
+    folder.mkdir()
+    for name in APP_FILES:
+        copy = shutil.copytree if name == 'static' else shutil.copy2
+        copy(os.path.join(ROOT, name), folder / name)
+    return folder
 
 
 def free_port():

@@ -4,13 +4,12 @@ The app is copied to a temporary folder, served from there, edited, and polled. 
 handlers and options of the tests' own, so they hold whatever page landing.py serves.
 """
 import re
-import shutil
 import sys
 import time
 
 import pytest
 
-from conftest import APP_FILES, ROOT, ServerProcess, request, wait_until
+from conftest import ServerProcess, copy_app, request, wait_until
 
 LIVE_DEADLINE = 10  # seconds; the issue asks for ~2, measured here at about 1
 
@@ -18,11 +17,7 @@ LIVE_DEADLINE = 10  # seconds; the issue asks for ~2, measured here at about 1
 @pytest.fixture
 def dev_app(tmp_path):
     """A copy of the app served with RELOAD=1 from its own folder; stopped by PID at the end."""
-    app = tmp_path / 'app'
-    app.mkdir()
-    for name in APP_FILES:
-        copy = shutil.copytree if name == 'static' else shutil.copy2
-        copy(f'{ROOT}/{name}', app / name)
+    app = copy_app(tmp_path / 'app')
     workdir = tmp_path / 'run'
     workdir.mkdir()
     served = ServerProcess(workdir, env={'RELOAD': '1'}, script=str(app / 'landing.py'))

@@ -3,7 +3,6 @@
 The image's test stage runs this file too, so the stop is proven on the image's Python.
 """
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import APP_FILES, ROOT, free_port, wait_until
+from conftest import ROOT, copy_app, free_port, wait_until
 
 # Ctrl-C at any moment after start must end the server within this many seconds.
 STOP_DEADLINE = 2
@@ -37,12 +36,7 @@ def test_a_stop_prints_each_engine_stop_once_and_no_warning(start_server, worker
 @pytest.fixture
 def app_copy(tmp_path):
     """A copy of the app in a folder of its own (RELOAD=1 watches the app's folder)."""
-    app = tmp_path / 'app'
-    app.mkdir()
-    for name in APP_FILES:
-        copy = shutil.copytree if name == 'static' else shutil.copy2
-        copy(os.path.join(ROOT, name), app / name)
-    return app
+    return copy_app(tmp_path / 'app')
 
 
 def test_a_reload_and_a_stop_are_quiet(start_server, app_copy):
