@@ -132,7 +132,11 @@ fi
 # The server in the container runs as UID 10001: it must be able to read the app's files
 # (and with --dev enter the folder). A checkout made under umask 077, or in `mktemp -d`, is
 # 0600/0700; the image copies files with their modes, and its tests would fail on a permission.
-unreadable=$(find . -maxdepth 0 ! -perm -o=rx -print -quit)
+# Only --dev mounts the folder itself; the image copies its files, whatever the folder's mode.
+unreadable=
+if $dev; then
+  unreadable=$(find . -maxdepth 0 ! -perm -o=rx -print -quit)
+fi
 if [[ -z "$unreadable" ]]; then
   unreadable=$(find ./*.py prod.conf static \
     requirements.txt requirements-test.txt pyproject.toml test.sh tests -name __pycache__ -prune \

@@ -874,14 +874,17 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
     assert proc.wait(timeout=30) == 143
 
 
-@pytest.mark.parametrize('args', [[], ['--dev']], ids=['image', '--dev'])
-@pytest.mark.parametrize('unreadable', ['.', 'landing.py', 'shop.py', 'static/site.css',
-                                        'tests'])
+@pytest.mark.parametrize(('unreadable', 'args'), [
+    ('.', ['--dev']),
+    *((name, args) for name in ('landing.py', 'shop.py', 'static/site.css', 'tests')
+      for args in ([], ['--dev'])),
+])
 def test_refuses_a_checkout_the_containers_user_cannot_read(app_copy, fake_docker, unreadable,
                                                              args):
     """A folder or file others cannot read (umask 077): one line naming it, no build, exit 1.
 
     shop.py stands for a module of the user's own, which the image copies as it does landing.py.
+    The checkout folder itself matters only to --dev, which mounts it.
     """
     (app_copy / 'tests').mkdir()
     (app_copy / 'shop.py').write_text('"""A module of the user\'s own."""\n')
@@ -895,3 +898,16 @@ def test_refuses_a_checkout_the_containers_user_cannot_read(app_copy, fake_docke
         f"run.sh: the container's user (UID 10001) cannot read {named} (a checkout made under "
         f'umask 077?); run: chmod -R o+rX {app_copy}']
     assert fake_docker.calls() == [['info']]
+
+
+def test_builds_from_a_checkout_folder_only_its_owner_can_enter(fake_docker, tmp_path):
+    """`git clone` into `mktemp -d` gives a 0700 folder: the image copies files, so it builds."""
+    source = copy_checkout(tmp_path / 'source')
+    source.chmod(0o700)
+    result = subprocess.run([source / 'run.sh', '--no-tests'], env=fake_docker.env(PORT='8124'),
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert fake_docker.calls('build', 'run') == [
+        build('runtime', 'landing'),
+        serve('landing', 'landing', '--publish', '8124:80'),
+    ]
