@@ -36,9 +36,10 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 
 FROM runtime-base AS runtime
-# Every module beside landing.py (yours too), owned by root and read-only to the server:
-# it cannot rewrite its own code.
+# Every module beside landing.py (yours too) and the serving package, owned by root and
+# read-only to the server: it cannot rewrite its own code.
 COPY *.py prod.conf ./
+COPY serving/ serving/
 COPY static/ static/
 USER 10001:10001
 # 80: the site; 9464: Prometheus metrics (METRICS_PORT), on loopback unless METRICS_HOST opens
@@ -75,6 +76,7 @@ COPY tests/conftest.py tests/rawhttp.py tests/slow_landing.py tests/test_landing
      tests/test_config.py tests/test_stop.py tests/
 # The app last: an edit to it rebuilds only these two small layers.
 COPY *.py prod.conf ./
+COPY serving/ serving/
 COPY static/ static/
 USER 10001:10001
 CMD ["./test.sh", "-q", "-m", "not slow"]

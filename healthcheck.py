@@ -35,7 +35,7 @@ import json  # noqa: E402  (the handler's imports: below the probe on purpose)
 
 import cherrypy  # noqa: E402
 
-import server  # noqa: E402
+import serving  # noqa: E402
 
 HEALTH_JSON = 'application/health+json'
 # What a failing probe reads: not serving yet, or stopping (draining or stopped).
@@ -61,7 +61,7 @@ class HealthCheck:
     @cherrypy.tools.allow(methods=('GET', 'HEAD'))
     def index(self):
         """Return Yay (or health+json) with 200; 503 Starting or Shutting down otherwise."""
-        status = server.status()
+        status = serving.status()
         response = cherrypy.response
         response.headers['Cache-Control'] = 'no-store'
         if status != 'serving':

@@ -1,8 +1,8 @@
-"""The landing page: the app you edit. How it is served (server, logs, signals) is in server.py."""
+"""The landing page: the app you edit. How it is served (server, logs, signals) is in serving/."""
 import os
 
-# First: server.py takes over SIGTERM and Ctrl-C before the slower imports below.
-import server
+# First: serving takes over SIGTERM and Ctrl-C before the slower imports below.
+import serving
 from healthcheck import HealthCheck
 
 import cherrypy
@@ -45,7 +45,7 @@ class Landing:
         return PAGE
 
 
-# The defaults; the environment (HOST, PORT, THREADS, ...) overrides them: see server.py.
+# The defaults; the environment (HOST, PORT, THREADS, ...) overrides them: see serving/settings.py.
 cherrypy.config.update({
     'server.socket_host': '0.0.0.0',
     'server.socket_port': 80,
@@ -56,7 +56,7 @@ cherrypy.config.update({
 
 def main():
     """Serve Landing with prod.conf until SIGTERM or Ctrl-C."""
-    server.serve(Landing(), CONFIG_PATH)
+    serving.serve(Landing(), CONFIG_PATH)
 
 
 if __name__ == '__main__':

@@ -138,7 +138,7 @@ if $dev; then
   unreadable=$(find . -maxdepth 0 ! -perm -o=rx -print -quit)
 fi
 if [[ -z "$unreadable" ]]; then
-  unreadable=$(find ./*.py prod.conf static \
+  unreadable=$(find ./*.py serving prod.conf static \
     requirements.txt requirements-test.txt pyproject.toml test.sh tests -name __pycache__ -prune \
     -o \( -type d ! -perm -o=rx -o -type f ! -perm -o=r \) -print -quit 2>/dev/null || true)
 fi

@@ -2,11 +2,11 @@
 
 usage: bench/.venv/bin/python bench/profile_app.py [--app DIR] [--requests N] [--top N]
 
-Mounts the app the way server.serve() does (configure, the real prod.conf, the guard, the access
+Mounts the app the way serving.serve() does (configure, the real prod.conf, the guard, the access
 log that leaves probes out), starts the engine without an HTTP server, and calls the guarded
 WSGI app directly with the environ granian would build for wrk's request. It prints µs per
 request for each path without a profiler, then the functions cProfile finds most costly. The
-access log goes where server.py sends it (stdout), redirected to a temp file here so writing it
+access log goes where the server sends it (stdout), redirected to a temp file here so writing it
 is counted. What this leaves out is the server: granian's parsing and sending, and threads.
 """
 import argparse
@@ -58,11 +58,11 @@ def mount(app_dir):
     import cherrypy
 
     import landing
-    import server
+    import serving.startup
 
     # configure() also subscribes what runs at engine start (the fast access log), so it runs.
-    server.configure({})
-    app = server.mount(landing.Landing(), landing.CONFIG_PATH)
+    serving.startup.configure({})
+    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH)
     cherrypy.engine.start()
     return app
 

@@ -18,14 +18,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import landing  # noqa: E402  (needs ROOT on sys.path)
-import server  # noqa: E402
+import serving.settings  # noqa: E402
+import serving.startup  # noqa: E402
 
 START_DEADLINE = 15
 
 # What the image ships of the app (the Dockerfile's runtime COPY lines), for tests that copy
-# it: every module beside landing.py, the user's own included, prod.conf and static/.
+# it: every module beside landing.py, the user's own included, the serving package, prod.conf
+# and static/.
 APP_FILES = (*sorted(os.path.basename(path) for path in glob.glob(os.path.join(ROOT, '*.py'))),
-             'prod.conf', 'static')
+             'serving', 'prod.conf', 'static')
 
 # The seed's settings, as landing.py's cherrypy.config.update states them.
 SEED = {
@@ -40,7 +42,7 @@ def copy_app(folder):
     """Copy the app (APP_FILES) into `folder`, made here; return it."""
     folder.mkdir()
     for name in APP_FILES:
-        copy = shutil.copytree if name == 'static' else shutil.copy2
+        copy = shutil.copytree if name in ('serving', 'static') else shutil.copy2
         copy(os.path.join(ROOT, name), folder / name)
     return folder
 
@@ -154,8 +156,8 @@ def start_server(tmp_path):
 def fresh_settings():
     """The settings a fresh `import landing` gives with no environment, read in a new process."""
     done = subprocess.run(
-        [sys.executable, '-c', 'import json, landing, server; '
-         'print(json.dumps(server.settings_from({}), default=str))'],
+        [sys.executable, '-c', 'import json, landing, serving.settings; '
+         'print(json.dumps(serving.settings.settings_from({}), default=str))'],
         cwd=ROOT, env={'PATH': os.environ.get('PATH', '')}, capture_output=True, text=True,
         timeout=30, check=True)
     return json.loads(done.stdout)
@@ -173,7 +175,7 @@ def app_port(tmp_path_factory):
 
 
 class InProcessApp:
-    """The WSGI app server.serve() hands to granian, called directly in this process."""
+    """The WSGI app serving.startup.serve() hands to granian, called directly in this process."""
 
     def __init__(self, app):
         self.app = app
@@ -206,9 +208,9 @@ class InProcessApp:
 @pytest.fixture(scope='session')
 def in_process():
     """Landing mounted with the real prod.conf and server settings, its engine started here."""
-    server.configure({})
+    serving.startup.configure({})
     cherrypy.config.update({'log.screen': False})
-    app = server.mount(landing.Landing(), landing.CONFIG_PATH)
+    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH)
     cherrypy.engine.start()
     try:
         yield InProcessApp(app)

@@ -1682,7 +1682,7 @@ def decorated_copy(target):
             os.makedirs(os.path.dirname(os.path.join(static, name)), exist_ok=True)
             with open(os.path.join(static, name), 'wb') as handle:
                 handle.write(content)
-        os.symlink('../server.py', os.path.join(static, 'leak.txt'))
+        os.symlink('../landing.py', os.path.join(static, 'leak.txt'))
         os.symlink('/etc/passwd', os.path.join(static, 'passwd.txt'))
         os.symlink('..', os.path.join(static, 'up'))
         os.symlink('site.css', os.path.join(static, 'inside.css'))
@@ -1760,8 +1760,8 @@ STATIC_ESCAPES = [
     '/static/%2egit/config', '/static/%252egit%252fconfig', '/static/.git%2fconfig',
     '/static/sub/.hidden', '/static/sub/%2ehidden', '/static/.well/inner.txt',
     '/static/%2ewell/inner.txt', '/static/sub/..%2f.env', '/static/leak.txt',
-    '/static/%6ceak.txt', '/static/passwd.txt', '/static/up/server.py', '/static/up/prod.conf',
-    '/static/up%2fserver.py', '/static/\\.env', '/static/%5c.env',
+    '/static/%6ceak.txt', '/static/passwd.txt', '/static/up/landing.py', '/static/up/prod.conf',
+    '/static/up%2flanding.py', '/static/\\.env', '/static/%5c.env',
 ]
 
 

@@ -1,4 +1,4 @@
-"""The access log: server.py's fast formatter writes exactly the line CherryPy's own would."""
+"""The access log: serving.access_log writes exactly the line CherryPy's own would."""
 import datetime
 import json
 import logging
@@ -10,7 +10,8 @@ from cherrypy._cplogging import LogManager
 from cherrypy.lib import httputil
 
 import landing
-import server
+import serving.access_log
+import serving.settings
 from conftest import request
 
 
@@ -27,7 +28,7 @@ class Lines(logging.Handler):
 
 
 @pytest.fixture
-def serving():
+def in_request():
     """Install a request/response pair as the current one, as CherryPy does per request."""
     request = cherrypy._cprequest.Request(
         httputil.Host('127.0.0.1', 5555), httputil.Host('127.0.0.1', 80, 'client.example'))
@@ -54,34 +55,34 @@ def log_line(manager_class, appid):
     ('HEAD /logo.png HTTP/1.0', 'Ünïcödé agent ✓', 'http://ref.example/é', b'304 Not Modified', ''),
     ('GET /\x7f\x01 HTTP/1.1', 'tab\there', '', None, None),
 ])
-def test_fast_access_line_matches_cherrypys(serving, request_line, user_agent, referer, status,
+def test_fast_access_line_matches_cherrypys(in_request, request_line, user_agent, referer, status,
                                             length):
     """Quotes, backslashes, non-ASCII and control bytes are escaped exactly as CherryPy does."""
-    request, response = serving
+    request, response = in_request
     request.request_line = request_line
     request.headers = httputil.HeaderMap({'User-Agent': user_agent, 'Referer': referer})
     response.output_status = status
     if length is not None:
         response.headers['Content-Length'] = length
     stock = log_line(LogManager, 'stock')
-    fast = log_line(server.AccessLog, 'fast')
+    fast = log_line(serving.access_log.AccessLog, 'fast')
     assert fast == stock
     assert len(fast) == 1
 
 
-def test_requests_that_opt_out_are_not_logged(serving):
+def test_requests_that_opt_out_are_not_logged(in_request):
     """A request with `access_log = False` (the health check's config) writes no line."""
-    request, _ = serving
+    request, _ = in_request
     request.request_line = 'GET /healthcheck HTTP/1.1'
     request.access_log = False
-    assert log_line(server.AccessLog, 'quiet') == []
+    assert log_line(serving.access_log.AccessLog, 'quiet') == []
 
 
-def test_a_custom_format_falls_back_to_cherrypys_formatter(serving):
+def test_a_custom_format_falls_back_to_cherrypys_formatter(in_request):
     """Set access_log_format and the fast path steps aside for CherryPy's general one."""
-    request, _ = serving
+    request, _ = in_request
     request.request_line = 'GET / HTTP/1.1'
-    manager = server.AccessLog('custom', 'test-access-log')
+    manager = serving.access_log.AccessLog('custom', 'test-access-log')
     manager.access_log_format = '{h} {r} {s}'
     lines = Lines()
     manager.access_log.addHandler(lines)
@@ -90,14 +91,15 @@ def test_a_custom_format_falls_back_to_cherrypys_formatter(serving):
     assert lines.messages == ['client.example GET / HTTP/1.1 -']
 
 
-def test_a_failing_format_is_logged_as_an_error_not_raised(serving, monkeypatch):
+def test_a_failing_format_is_logged_as_an_error_not_raised(in_request, monkeypatch):
     """If building the line fails, the error goes to the error log and the request goes on."""
-    request, _ = serving
+    request, _ = in_request
     request.request_line = 'GET / HTTP/1.1'
-    monkeypatch.setattr(server, '_escape', lambda value: 1 / 0)
+    monkeypatch.setattr(serving.access_log, 'escape', lambda value: 1 / 0)
     errors = []
-    monkeypatch.setattr(server.AccessLog, '__call__', lambda self, **kw: errors.append(kw))
-    server.AccessLog('broken', 'test-access-log').access()
+    monkeypatch.setattr(serving.access_log.AccessLog, '__call__',
+                        lambda self, **kw: errors.append(kw))
+    serving.access_log.AccessLog('broken', 'test-access-log').access()
     assert errors == [{'traceback': True}]
 
 
@@ -164,20 +166,21 @@ def test_combined_is_the_default_and_stays_as_it_was(start_server, env):
 
 def test_an_unknown_log_format_is_refused_naming_the_variable():
     """LOG_FORMAT=xml: ConfigError naming LOG_FORMAT and the formats it takes."""
-    with pytest.raises(server.ConfigError, match="^LOG_FORMAT must be one of combined, json"):
-        server.settings_from({'LOG_FORMAT': 'xml'}, {})
+    with pytest.raises(serving.settings.ConfigError,
+                       match="^LOG_FORMAT must be one of combined, json"):
+        serving.settings.settings_from({'LOG_FORMAT': 'xml'}, {})
 
 
-def test_json_line_from_the_current_request(serving, monkeypatch):
+def test_json_line_from_the_current_request(in_request, monkeypatch):
     """The JSON line names the request's own figures, as a log collector would index them."""
-    request, response = serving
+    request, response = in_request
     request.method, request.path_info, request.query_string = 'GET', '/x', 'a=1'
     request.protocol = (1, 0)
     request.headers = httputil.HeaderMap({'User-Agent': 'curl/8', 'Referer': 'https://r/'})
     response.output_status = b'200 OK'
     response.headers['Content-Length'] = '12'
-    monkeypatch.setattr(server.AccessLog, 'json', True)
-    [line] = log_line(server.AccessLog, 'json')
+    monkeypatch.setattr(serving.access_log.AccessLog, 'json', True)
+    [line] = log_line(serving.access_log.AccessLog, 'json')
     record = json.loads(line)
     assert {key: record[key] for key in ('method', 'path', 'query', 'protocol', 'status', 'bytes',
                                          'user_agent', 'referer', 'remote_addr')} == {
@@ -185,11 +188,12 @@ def test_json_line_from_the_current_request(serving, monkeypatch):
         'bytes': 12, 'user_agent': 'curl/8', 'referer': 'https://r/', 'remote_addr': '127.0.0.1'}
 
 
-def test_a_failing_json_line_is_logged_as_an_error_not_raised(serving, monkeypatch):
+def test_a_failing_json_line_is_logged_as_an_error_not_raised(in_request, monkeypatch):
     """If the JSON line cannot be built, the error goes to the error log, as for Combined."""
-    monkeypatch.setattr(server.AccessLog, 'json', True)
-    monkeypatch.setattr(server.json, 'dumps', lambda *args, **kwargs: 1 / 0)
+    monkeypatch.setattr(serving.access_log.AccessLog, 'json', True)
+    monkeypatch.setattr(serving.access_log.json, 'dumps', lambda *args, **kwargs: 1 / 0)
     errors = []
-    monkeypatch.setattr(server.AccessLog, '__call__', lambda self, **kw: errors.append(kw))
-    server.AccessLog('broken-json', 'test-access-log').access()
+    monkeypatch.setattr(serving.access_log.AccessLog, '__call__',
+                        lambda self, **kw: errors.append(kw))
+    serving.access_log.AccessLog('broken-json', 'test-access-log').access()
     assert errors == [{'traceback': True}]

@@ -6,7 +6,9 @@ import pytest
 from cherrypy.lib import reprconf
 
 import landing
-import server
+import serving.app_config
+import serving.settings
+import serving.startup
 from conftest import ROOT, SEED
 
 
@@ -32,30 +34,31 @@ def test_load_balancer_defaults_absorb_bursts_and_outlast_idle_timeouts(fresh_se
 
 def test_environment_overrides_host_port_and_threads():
     """HOST, PORT and THREADS override the seed."""
-    settings = server.settings_from({'HOST': '127.0.0.1', 'PORT': '8080', 'THREADS': '10'}, SEED)
+    settings = serving.settings.settings_from(
+        {'HOST': '127.0.0.1', 'PORT': '8080', 'THREADS': '10'}, SEED)
     assert settings['server.socket_host'] == '127.0.0.1'
     assert settings['server.socket_port'] == 8080
     assert settings['server.thread_pool'] == 10
 
 
 def test_the_seed_overrides_the_server_defaults():
-    """What landing.py's config.update says wins over server.py's defaults."""
-    settings = server.settings_from({}, {'server.keepalive_timeout': 5})
+    """What landing.py's config.update says wins over the server's defaults."""
+    settings = serving.settings.settings_from({}, {'server.keepalive_timeout': 5})
     assert settings['server.keepalive_timeout'] == 5
 
 
 @pytest.mark.parametrize('name, key, high', [
-    (name, key, high) for name, (key, _, high) in server.WHOLE_NUMBER_VARIABLES.items()])
+    (name, key, high) for name, (key, _, high) in serving.settings.WHOLE_NUMBER_VARIABLES.items()])
 def test_each_whole_number_variable_overrides_its_setting(name, key, high):
     """Every documented variable sets its CherryPy key, parsed as a number."""
     value = min(42, high)
-    assert server.settings_from({name: str(value)}, SEED)[key] == value
+    assert serving.settings.settings_from({name: str(value)}, SEED)[key] == value
 
 
 def test_unrelated_environment_is_ignored():
     """Only the documented variables change anything."""
-    unrelated = server.settings_from({'PATH': '/bin', 'LANG': 'C'}, SEED)
-    assert unrelated == server.settings_from({}, SEED)
+    unrelated = serving.settings.settings_from({'PATH': '/bin', 'LANG': 'C'}, SEED)
+    assert unrelated == serving.settings.settings_from({}, SEED)
 
 
 @pytest.mark.parametrize('name, value', [
@@ -89,8 +92,8 @@ def test_unrelated_environment_is_ignored():
 ])
 def test_bad_values_are_refused_with_a_message_naming_the_variable(name, value):
     """A value the server cannot run with raises ConfigError naming the variable and value."""
-    with pytest.raises(server.ConfigError) as refused:
-        server.settings_from({name: value}, SEED)
+    with pytest.raises(serving.settings.ConfigError) as refused:
+        serving.settings.settings_from({name: value}, SEED)
     assert str(refused.value).startswith(f'{name} ')
     assert repr(value) in str(refused.value)
 
@@ -98,13 +101,13 @@ def test_bad_values_are_refused_with_a_message_naming_the_variable(name, value):
 @pytest.mark.parametrize('host', ['999.1.1.1', 'no-such-host.invalid'])
 def test_an_address_this_machine_lacks_is_refused_naming_host(host):
     """HOST must name an address to bind; the message says which variable is wrong."""
-    with pytest.raises(server.ConfigError, match=f"^HOST '{host}'"):
-        server.bindable_address(host, 8080)
+    with pytest.raises(serving.settings.ConfigError, match=f"^HOST '{host}'"):
+        serving.startup.bindable_address(host, 8080)
 
 
 def test_a_name_resolves_to_the_address_granian_binds():
     """HOST=localhost works: granian is given the address it names."""
-    assert server.bindable_address('localhost', 0) in ('127.0.0.1', '::1')
+    assert serving.startup.bindable_address('localhost', 0) in ('127.0.0.1', '::1')
 
 
 @pytest.fixture(scope='module')
@@ -172,8 +175,8 @@ def test_a_prod_conf_mistake_names_file_line_and_option(tmp_path, mistake):
     """Each mistake in prod.conf: one ConfigError naming prod.conf, its line and what is wrong."""
     old, new, says = CONFIG_MISTAKES[mistake]
     path, line = broken_copy(tmp_path, old, new)
-    with pytest.raises(server.ConfigError) as error:
-        server.check_app_config(str(path))
+    with pytest.raises(serving.settings.ConfigError) as error:
+        serving.app_config.check_app_config(str(path))
     message = str(error.value)
     assert '\n' not in message
     assert re.match(r'prod\.conf line (\d+): ', message)
@@ -186,39 +189,41 @@ def test_an_option_before_any_section_is_named(tmp_path):
     """An option above the first [section]: its line, and why."""
     path = tmp_path / 'prod.conf'
     path.write_text('# a comment\ntools.gzip.on = True\n')
-    with pytest.raises(server.ConfigError, match=r"^prod\.conf line 2: 'tools.gzip.on = True' "
+    with pytest.raises(serving.settings.ConfigError,
+                       match=r"^prod\.conf line 2: 'tools.gzip.on = True' "
                        r'comes before any \[section\]$'):
-        server.check_app_config(str(path))
+        serving.app_config.check_app_config(str(path))
 
 
 def test_the_shipped_prod_conf_passes_the_check():
     """The prod.conf the template ships has no mistake the check finds."""
-    server.check_app_config(landing.CONFIG_PATH)
+    serving.app_config.check_app_config(landing.CONFIG_PATH)
 
 
 def test_tool_options_taking_any_keyword_are_accepted(tmp_path):
     """A tool whose callable takes **kwargs accepts any option name; priority is every tool's."""
     path = tmp_path / 'app.conf'
     path.write_text('[/]\ntools.caching.anything = 1\ntools.gzip.priority = 80\n')
-    server.check_app_config(str(path))
+    serving.app_config.check_app_config(str(path))
 
 
 def test_metrics_port_equal_to_port_is_refused():
     """METRICS_PORT == PORT: one line saying they must differ."""
-    with pytest.raises(server.ConfigError, match='METRICS_PORT must differ from PORT'):
-        server.settings_from({'PORT': '8080', 'METRICS_PORT': '8080'}, SEED)
+    with pytest.raises(serving.settings.ConfigError, match='METRICS_PORT must differ from PORT'):
+        serving.settings.settings_from({'PORT': '8080', 'METRICS_PORT': '8080'}, SEED)
 
 
 def test_metrics_listen_on_loopback_unless_metrics_host_says_otherwise(fresh_settings):
     """METRICS_HOST: 127.0.0.1 by default, whatever HOST says; an address when set."""
     assert fresh_settings['server.metrics_host'] == '127.0.0.1'
-    settings = server.settings_from({'HOST': '0.0.0.0', 'METRICS_HOST': '::'}, SEED)
+    settings = serving.settings.settings_from({'HOST': '0.0.0.0', 'METRICS_HOST': '::'}, SEED)
     assert settings['server.metrics_host'] == '::'
-    with pytest.raises(server.ConfigError, match='METRICS_HOST must be an address'):
-        server.settings_from({'METRICS_HOST': ' '}, SEED)
+    with pytest.raises(serving.settings.ConfigError, match='METRICS_HOST must be an address'):
+        serving.settings.settings_from({'METRICS_HOST': ' '}, SEED)
 
 
 def test_worker_timeout_defaults_to_10_s_and_0_turns_it_off(fresh_settings):
     """WORKER_TIMEOUT: 10 s unless set; 0 allowed (no watchdog)."""
     assert fresh_settings['server.worker_timeout'] == 10
-    assert server.settings_from({'WORKER_TIMEOUT': '0'}, SEED)['server.worker_timeout'] == 0
+    settings = serving.settings.settings_from({'WORKER_TIMEOUT': '0'}, SEED)
+    assert settings['server.worker_timeout'] == 0

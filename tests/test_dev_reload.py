@@ -3,6 +3,7 @@
 The app is copied to a temporary folder, served from there, edited, and polled. The edits add
 handlers and options of the tests' own, so they hold whatever page landing.py serves.
 """
+import os
 import re
 import sys
 import time
@@ -78,7 +79,7 @@ def test_a_syntax_error_is_shown_in_one_block_and_the_next_save_serves(dev_app):
     assert f'{module}", line {good.count(chr(10)) + 2}' in block
     assert 'SyntaxError' in block
     assert 'multiprocessing' not in block
-    assert 'server.py' not in block
+    assert f'{os.sep}serving{os.sep}' not in block
     assert 'Traceback' not in log
     assert served.proc.poll() is None
     module.write_text(good)
@@ -171,10 +172,10 @@ def test_sigterm_stops_the_dev_server_with_exit_0(dev_app):
 def test_spawned_workers_find_the_root_class_by_module_and_name():
     """root_name: an imported app's module and class; keep_main... leaves a main with a spec."""
     import landing
-    import server
+    import serving.startup
 
-    assert server.root_name(landing.Landing()) == ('landing', 'Landing')
+    assert serving.startup.root_name(landing.Landing()) == ('landing', 'Landing')
     main = sys.modules['__main__']
     spec = main.__spec__
-    server.keep_main_out_of_spawned_workers()
+    serving.startup.keep_main_out_of_spawned_workers()
     assert main.__spec__ is spec

@@ -10,13 +10,14 @@ import time
 import pytest
 
 import hostile_corpus as corpus
-import server
+import serving.guard
+import serving.request
 from conftest import ROOT, request
 from rawhttp import connect, read_response
 
 RAISING_APP = os.path.join(ROOT, 'tests', 'raising_landing.py')
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
-OUR_500 = server.error_page(server.SERVER_ERROR, '', '', '').encode()
+OUR_500 = serving.request.error_page(serving.request.SERVER_ERROR, '', '', '').encode()
 
 
 @pytest.fixture(scope='module')
@@ -39,7 +40,7 @@ def test_a_handler_raising_anything_gets_our_500_page_with_the_security_headers(
     status, headers, body = request(raising.port, 'GET', path)
     assert status == 500
     assert body == OUR_500
-    for name, value in server.RESPONSE_HEADERS:
+    for name, value in serving.guard.RESPONSE_HEADERS:
         assert headers[name] == value
 
 

@@ -12,7 +12,13 @@ import threading
 import cherrypy
 import pytest
 
-import server
+import serving.bodies
+import serving.guard
+import serving.handlers
+import serving.refusals
+import serving.request
+import serving.settings
+import serving.static
 from conftest import ROOT
 from rawhttp import exchange, statuses
 
@@ -32,7 +38,7 @@ def leaves_file_to_gc(test):
     test = pytest.mark.usefixtures('collected_garbage')(test)
     return pytest.mark.filterwarnings(
         'ignore::ResourceWarning', 'ignore::pytest.PytestUnraisableExceptionWarning')(test)
-SECURITY_HEADERS = {name for name, _ in server.RESPONSE_HEADERS}
+SECURITY_HEADERS = {name for name, _ in serving.guard.RESPONSE_HEADERS}
 
 
 @pytest.mark.parametrize('host', [
@@ -71,9 +77,9 @@ def test_granians_http_1_name_reaches_cherrypy_as_http_1_0(in_process):
 
 
 @pytest.mark.parametrize('path', [
-    '/' + 'a' * (server.MAX_TARGET + 1),
-    '/a' * (server.MAX_SEGMENTS + 1),
-    '/?' + 'q' * server.MAX_TARGET,
+    '/' + 'a' * (serving.refusals.MAX_TARGET + 1),
+    '/a' * (serving.refusals.MAX_SEGMENTS + 1),
+    '/?' + 'q' * serving.refusals.MAX_TARGET,
 ])
 def test_long_or_deep_targets_get_414_before_dispatch(in_process, path):
     """CherryPy's dispatch cost grows with the path: past the caps the answer is 414."""
@@ -83,7 +89,8 @@ def test_long_or_deep_targets_get_414_before_dispatch(in_process, path):
 def test_a_declared_body_over_the_cap_gets_413_before_anything_reads_it():
     """Content-Length over server.max_request_body_size: 413, the app never called."""
     called = []
-    guard = server.Guard(lambda environ, start: called.append(1), multiprocessing.RawValue('b'), 10)
+    guard = serving.guard.Guard(lambda environ, start: called.append(1),
+                                multiprocessing.RawValue('b'), 10)
     answers = []
     body = guard({'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/',
                   'CONTENT_LENGTH': '11'}, lambda status, headers: answers.append(status))
@@ -92,7 +99,7 @@ def test_a_declared_body_over_the_cap_gets_413_before_anything_reads_it():
     assert b'413' in b''.join(body)
 
 
-@pytest.mark.parametrize('size, status', [(1000, 200), (server.DEFAULTS[
+@pytest.mark.parametrize('size, status', [(1000, 200), (serving.settings.DEFAULTS[
     'server.max_request_body_size'] + 1, 413)])
 def test_a_chunked_body_over_the_cap_gets_413_as_it_is_read(start_server, size, status):
     """No declared length: CherryPy counts what it reads (request.body.maxbytes) and stops."""
@@ -180,7 +187,7 @@ def test_every_answer_carries_the_security_headers_and_no_version(in_process, pa
     """Server: Landing, nosniff, CSP and Referrer-Policy on answers and errors alike."""
     got, headers, _ = in_process('GET', path)
     assert got == status
-    assert dict(server.RESPONSE_HEADERS).items() <= headers.items()
+    assert dict(serving.guard.RESPONSE_HEADERS).items() <= headers.items()
 
 
 def test_the_charset_is_named_with_a_space_as_the_contract_says(in_process):
@@ -203,13 +210,13 @@ def test_small_answers_are_handed_over_in_one_piece():
         start('200 OK', [('Content-Length', '2')])
         return Body()
 
-    guard = server.Guard(app, multiprocessing.RawValue('b'))
+    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'))
     answer = guard(plain_environ(), lambda *args: None)
     assert answer == [b'ab']
     assert closed == [True]
 
 
-@pytest.mark.parametrize('length', [None, str(server.ONE_PIECE + 1), 'x'])
+@pytest.mark.parametrize('length', [None, str(serving.guard.ONE_PIECE + 1), 'x'])
 def test_big_or_unsized_answers_stream_as_they_are(length):
     """Past ONE_PIECE, or with no Content-Length, the app's iterable goes out unchanged."""
     body = iter([b'chunk'])
@@ -218,7 +225,7 @@ def test_big_or_unsized_answers_stream_as_they_are(length):
         start('200 OK', [] if length is None else [('Content-Length', length)])
         return body
 
-    guard = server.Guard(app, multiprocessing.RawValue('b'))
+    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'))
     assert guard(plain_environ(), lambda *args: None) is body
 
 
@@ -240,9 +247,9 @@ def test_parameters_a_handler_takes_still_reach_it(in_process):
     def takes_all(**kwargs):
         return kwargs
 
-    assert server._accepted_params(takes) == frozenset({'name'})
-    assert server._accepted_params(takes_all) is None
-    assert server._accepted_params(min) is None  # a builtin with no signature: leave all
+    assert serving.handlers._accepted_params(takes) == frozenset({'name'})
+    assert serving.handlers._accepted_params(takes_all) is None
+    assert serving.handlers._accepted_params(min) is None  # a builtin with no signature: leave all
 
 
 def test_unknown_paths_with_queries_are_still_404(in_process):
@@ -272,7 +279,7 @@ def test_the_filter_keeps_what_each_kind_of_handler_takes(handler, kept):
     request.handler = cherrypy._cpdispatch.PageHandler(handler)
     cherrypy.serving.load(request, cherrypy._cprequest.Response())
     try:
-        server.ignore_unused_params()
+        serving.handlers.ignore_unused_params()
         assert set(request.params) == kept
     finally:
         cherrypy.serving.clear()
@@ -287,7 +294,7 @@ def test_a_query_string_that_is_not_utf8_still_gets_the_page(in_process, query):
 def test_valid_parameters_survive_the_mend():
     """Only the undecodable bytes change: the valid parameters keep their values."""
     environ = {'SERVER_PROTOCOL': 'HTTP/1.1', 'QUERY_STRING': 'a=%FF&b=caf%C3%A9'}
-    server.tidy(environ)
+    serving.refusals.tidy(environ)
     assert environ['QUERY_STRING'] == 'a=%EF%BF%BD&b=caf%C3%A9'
 
 
@@ -306,7 +313,7 @@ def test_a_handler_may_return_str_bytes_or_nothing(answer, expected):
     """A str answer is sent as UTF-8, bytes as they are, None as an empty body."""
     cherrypy.serving.load(cherrypy._cprequest.Request(None, None), cherrypy._cprequest.Response())
     try:
-        assert server.Utf8Handler(lambda: answer)() == expected
+        assert serving.handlers.Utf8Handler(lambda: answer)() == expected
     finally:
         cherrypy.serving.clear()
 
@@ -316,7 +323,7 @@ def test_a_handler_may_yield_str_and_bytes_and_gets_the_charset_named():
     cherrypy.serving.load(cherrypy._cprequest.Request(None, None), cherrypy._cprequest.Response())
     try:
         cherrypy.serving.response.headers['Content-Type'] = 'text/plain'
-        chunks = server.Utf8Handler(lambda: (part for part in ('é', b'!')))()
+        chunks = serving.handlers.Utf8Handler(lambda: (part for part in ('é', b'!')))()
         assert list(chunks) == [b'\xc3\xa9', b'!']
         assert cherrypy.serving.response.headers['Content-Type'] == 'text/plain; charset=utf-8'
     finally:
@@ -332,13 +339,14 @@ def test_a_handler_may_yield_str_and_bytes_and_gets_the_charset_named():
 ])
 def test_headers_cherrypy_splits_with_quadratic_regexes_get_431_past_the_cap(in_process, name):
     """A value CherryPy would split for a second of CPU is refused; an ordinary one passes."""
-    assert in_process('GET', '/healthcheck', {name: ',"' * server.MAX_ELEMENT_HEADER})[0] == 431
+    value = ',"' * serving.refusals.MAX_ELEMENT_HEADER
+    assert in_process('GET', '/healthcheck', {name: value})[0] == 431
     assert in_process('GET', '/healthcheck', {name: 'a, b;q=0.5'})[0] == 200
 
 
 def test_a_cookie_of_many_backslashes_gets_431_and_a_few_pass(in_process):
     """CVE-2024-7592: Python's cookie parser is quadratic in backslashes on older 3.11s."""
-    many = 'a="' + '\\' * (server.MAX_COOKIE_BACKSLASHES + 1) + '"'
+    many = 'a="' + '\\' * (serving.refusals.MAX_COOKIE_BACKSLASHES + 1) + '"'
     assert in_process('GET', '/healthcheck', {'Cookie': many})[0] == 431
     assert in_process('GET', '/healthcheck', {'Cookie': 'a="\\\\"; b=c'})[0] == 200
 
@@ -346,11 +354,11 @@ def test_a_cookie_of_many_backslashes_gets_431_and_a_few_pass(in_process):
 @pytest.mark.parametrize('value, readable', [
     ('plain', True), ('=?utf-8?q?f=C3=BCr?=', True), ('https://x/?next=?a', True),
     ('=?x?q?a?=', False), ('a =?utf-8?q?b?=', False), ('=?utf-16?q?a?=', False),
-    ('=?utf-8?q?=FF?=', False), ('=?a?q?' * (server.MAX_ENCODED_WORDS + 1), False),
+    ('=?utf-8?q?=FF?=', False), ('=?a?q?' * (serving.refusals.MAX_ENCODED_WORDS + 1), False),
 ])
 def test_encoded_words_cherrypy_cannot_decode_are_refused(value, readable):
     """Unknown charsets, bad base64, mixed atoms and floods of words: not readable."""
-    assert server.decodable(value) is readable
+    assert serving.refusals.decodable(value) is readable
 
 
 @pytest.mark.parametrize('path', ['/healthcheck', '/', '/logo.png', '/nope'])
@@ -359,7 +367,7 @@ def test_an_undecodable_header_gets_400_with_our_page_not_a_traceback(in_process
     status, headers, body = in_process('GET', path, {'User-Agent': '=?x?q?a?='})
     assert status == 400
     assert set(headers) >= SECURITY_HEADERS
-    assert body == server.error_page('400 Bad Request', '', '', '').encode()
+    assert body == serving.request.error_page('400 Bad Request', '', '', '').encode()
 
 
 @pytest.mark.parametrize('cookie', ['[a=b', 'a="\\x'])
@@ -374,7 +382,7 @@ def test_a_broken_cookie_before_the_config_gets_our_page_without_a_traceback(in_
 
 def guard_over(app):
     """The guard around a WSGI `app`; returns a function calling it (status, headers, body)."""
-    guard = server.Guard(app, multiprocessing.RawValue('b'))
+    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'))
 
     def call(environ=None):
         started = []
@@ -391,8 +399,8 @@ def test_whatever_the_app_raises_the_client_gets_our_500_page(error):
         raise error('from a handler')
 
     status, headers, body = guard_over(app)()
-    assert status == server.SERVER_ERROR
-    assert body == server.error_page(server.SERVER_ERROR, '', '', '').encode()
+    assert status == serving.request.SERVER_ERROR
+    assert body == serving.request.error_page(serving.request.SERVER_ERROR, '', '', '').encode()
     assert set(headers) >= SECURITY_HEADERS
 
 
@@ -409,8 +417,8 @@ def test_a_500_the_app_writes_itself_becomes_our_page():
         return Answer([b'Unrecoverable error in the server.'])
 
     status, headers, body = guard_over(app)()
-    assert (status, closed) == (server.SERVER_ERROR, [True])
-    assert body == server.error_page(server.SERVER_ERROR, '', '', '').encode()
+    assert (status, closed) == (serving.request.SERVER_ERROR, [True])
+    assert body == serving.request.error_page(serving.request.SERVER_ERROR, '', '', '').encode()
     assert headers['Content-Type'] == 'text/html; charset=utf-8'
 
 
@@ -428,7 +436,7 @@ def test_an_app_that_starts_its_answer_late_still_gets_the_headers():
 def deadline_input(data, timeout=5, limit=100):
     """A DeadlineInput over `data` (bytes, or a reader object)."""
     raw = io.BytesIO(data) if isinstance(data, bytes) else data
-    return server.DeadlineInput(raw, limit, timeout)
+    return serving.bodies.DeadlineInput(raw, limit, timeout)
 
 
 def test_a_body_is_read_whole_once_and_served_from_memory():
@@ -495,7 +503,7 @@ def test_a_408_is_our_page_and_closes_the_connection():
 ])
 def test_static_paths_name_no_dot_entry_and_stay_inside(branch, allowed):
     """Dot entries at any depth, either slash, and real paths out of the folder are refused."""
-    assert server.static_allowed(os.path.join(ROOT, 'static'), branch) is allowed
+    assert serving.static.static_allowed(os.path.join(ROOT, 'static'), branch) is allowed
 
 
 def test_a_symlink_out_of_the_folder_is_refused_and_one_inside_served(tmp_path):
@@ -506,8 +514,8 @@ def test_a_symlink_out_of_the_folder_is_refused_and_one_inside_served(tmp_path):
     (tmp_path / 'static' / 'out').symlink_to('../secret')
     (tmp_path / 'static' / 'in').symlink_to('file')
     folder = str(tmp_path / 'static')
-    assert not server.static_allowed(folder, 'out')
-    assert server.static_allowed(folder, 'in')
+    assert not serving.static.static_allowed(folder, 'out')
+    assert serving.static.static_allowed(folder, 'in')
 
 
 @pytest.mark.parametrize('path', ['/static/.hidden', '/static/%252ehidden', '/static/sub/.x'])
@@ -528,7 +536,7 @@ def test_a_configured_static_file_that_is_a_symlink_out_is_404(tmp_path):
     cherrypy.serving.load(request, cherrypy._cprequest.Response())
     try:
         with pytest.raises(cherrypy.NotFound):
-            server.static_only()
+            serving.static.static_only()
     finally:
         cherrypy.serving.clear()
 
@@ -548,7 +556,7 @@ def test_a_body_is_read_only_where_a_handler_can_take_it(toolmap, handler, read)
     request.process_request_body = True
     cherrypy.serving.load(request, cherrypy._cprequest.Response())
     try:
-        server.takes_body()
+        serving.bodies.takes_body()
         assert request.process_request_body is read
     finally:
         cherrypy.serving.clear()
@@ -562,11 +570,11 @@ def multipart(parts, boundary='b0'):
 
 
 @pytest.mark.parametrize('parts, refused', [
-    (server.MAX_PARTS, False), (server.MAX_PARTS + 1, True)])
+    (serving.bodies.MAX_PARTS, False), (serving.bodies.MAX_PARTS + 1, True)])
 def test_a_multipart_body_of_too_many_parts_gets_413_before_cherrypy_parses_it(parts, refused):
     """CherryPy's multipart parser costs ~0.15 ms a part: past MAX_PARTS, 413."""
     body, content_type = multipart(parts)
-    reader = server.DeadlineInput(io.BytesIO(body), 100_000, 5, content_type)
+    reader = serving.bodies.DeadlineInput(io.BytesIO(body), 100_000, 5, content_type)
     if refused:
         with pytest.raises(cherrypy.HTTPError) as raised:
             reader.read()
@@ -579,5 +587,5 @@ def test_a_multipart_body_of_too_many_parts_gets_413_before_cherrypy_parses_it(p
     '', 'application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain; boundary=b0'])
 def test_only_a_multipart_body_with_a_boundary_is_counted(content_type):
     """Other bodies (and a multipart type naming no boundary) are passed on whatever they hold."""
-    body, _ = multipart(server.MAX_PARTS * 2)
-    assert server.DeadlineInput(io.BytesIO(body), 100_000, 5, content_type).read() == body
+    body, _ = multipart(serving.bodies.MAX_PARTS * 2)
+    assert serving.bodies.DeadlineInput(io.BytesIO(body), 100_000, 5, content_type).read() == body

@@ -14,7 +14,7 @@ import pytest
 from cherrypy.process.wspbus import states
 
 import healthcheck
-import server
+import serving.health
 from conftest import ROOT, free_port, request, wait_until
 
 STOPPING_STATES = [states.STOPPING, states.STOPPED, states.EXITING]
@@ -70,18 +70,18 @@ def test_healthcheck_answers_503_shutting_down_once_the_engine_stops(in_process,
 def test_healthcheck_answers_503_starting_before_the_engine_first_starts(in_process, state):
     """Before the server first serves, probes get 503 Starting (not yet ready, not leaving)."""
     with mock.patch.object(cherrypy.engine, 'state', state), \
-            mock.patch.object(server, '_started', threading.Event()):
+            mock.patch.object(serving.health, 'started', threading.Event()):
         status, _, body = in_process('GET', '/healthcheck')
     assert (status, body) == (503, b'Starting')
 
 
 def test_healthcheck_answers_503_shutting_down_while_draining(in_process):
     """While draining (after SIGTERM, DRAIN_SECONDS), probes fail and answers close."""
-    server._draining.value = 1
+    serving.health.draining.value = 1
     try:
         status, headers, body = in_process('GET', '/healthcheck')
     finally:
-        server._draining.value = 0
+        serving.health.draining.value = 0
     assert (status, body) == (503, b'Shutting down')
     assert headers['Connection'] == 'close'
 

@@ -9,16 +9,18 @@ Two kinds of proof, both offline:
   shutdown timeout.
 """
 import functools
+import glob
 import os
 import re
 import shlex
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 import healthcheck
-import server
+import serving.settings
 from conftest import ROOT, SEED, request
 
 KUBERNETES_VERSION = '1.37'
@@ -138,7 +140,7 @@ def container_env():
 
 def app_settings():
     """Return the server settings the app computes from the pod's environment."""
-    return server.settings_from(container_env(), SEED)
+    return serving.settings.settings_from(container_env(), SEED)
 
 
 def named_port(port):
@@ -318,9 +320,9 @@ def test_liveness_is_more_tolerant_than_readiness():
 
 
 def test_deployment_env_names_only_variables_the_app_reads():
-    """Every env var the Deployment sets is one server.py reads (a typo would be ignored)."""
-    with open(os.path.join(ROOT, 'server.py')) as stream:
-        source = stream.read()
+    """Every env var the Deployment sets is one the serving package reads (a typo is ignored)."""
+    source = ''.join(Path(path).read_text()
+                     for path in glob.glob(os.path.join(ROOT, 'serving', '*.py')))
     for variable in container().get('env', []):
         assert re.search(rf"""['"]{variable['name']}['"]""", source), variable['name']
     app_settings()  # and the app accepts each value (ConfigError otherwise)
@@ -335,7 +337,7 @@ def test_pre_stop_pause_lets_endpoints_go_before_sigterm():
 def test_grace_period_outlasts_pause_plus_app_shutdown_timeout():
     """SIGKILL comes only after the pause and the app's own drain and shutdown have run out.
 
-    The app's numbers are what server.settings_from makes of the pod's environment, so a
+    The app's numbers are what serving.settings.settings_from makes of the pod's environment, so a
     SHUTDOWN_TIMEOUT (or DRAIN_SECONDS) set in the Deployment is the one that counts.
     """
     settings = app_settings()

@@ -196,7 +196,7 @@ def test_a_prod_conf_mistake_stops_start_up_with_one_line(tmp_path, old, new, sa
     app = tmp_path / 'app'  # the folder name coverage maps back to the app's (pyproject.toml)
     app.mkdir()
     for name in APP_FILES:
-        copy = shutil.copytree if name == 'static' else shutil.copy2
+        copy = shutil.copytree if name in ('serving', 'static') else shutil.copy2
         copy(os.path.join(ROOT, name), app / name)
     config = app / 'prod.conf'
     text = config.read_text()

@@ -20,9 +20,10 @@ from unittest import mock
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import metrics
-import server
+import serving.guard
+import serving.request
 from conftest import ROOT, free_port, request, wait_until
+from serving import metrics
 
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
 RULES = os.path.join(ROOT, 'deploy', 'prometheus', 'alerts.yaml')
@@ -330,13 +331,13 @@ def test_a_request_that_raises_is_counted_as_a_5xx_error():
         raise RuntimeError('boom')
 
     registry = CollectorRegistry()
-    guard = server.Guard(broken, multiprocessing.RawValue('b'))
+    guard = serving.guard.Guard(broken, multiprocessing.RawValue('b'))
     guard.metrics = metrics.RequestMetrics(threads=1, registry=registry)
     answers = []
     guard({'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/',
            'REQUEST_METHOD': 'GET', 'wsgi.input': io.BytesIO()},
           lambda status, *args: answers.append(status))
-    assert answers == [server.SERVER_ERROR]  # the guard's own 500 page
+    assert answers == [serving.request.SERVER_ERROR]  # the guard's own 500 page
     guard.metrics.publish()
     assert sample(registry, 'landing_http_requests_total',
                   method='GET', route='error', status='5xx') == 1

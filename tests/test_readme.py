@@ -5,7 +5,7 @@ copied from that file and appears in it verbatim. A title starting `add to ` or 
 the README asks a newcomer to make: these tests make each one in a copy of the app, serve the copy
 as a real process and run the README's own tests against it. A ```console block shows commands
 (`$ ...`) and what they print: each is run here and compared, apart from what changes between runs
-(times, process ids, ports). The configuration table is read against what server.py reads.
+(times, process ids, ports). The configuration table is read against what serving/settings.py reads.
 """
 import ast
 import collections
@@ -21,7 +21,7 @@ import textwrap
 
 import pytest
 
-import server
+import serving.settings
 from conftest import APP_FILES, ROOT, ServerProcess, request, wait_until
 from readme_steps import (
     ADD_FILE_TEST,
@@ -346,30 +346,30 @@ def configuration_table():
 def test_configuration_table_lists_exactly_the_variables_server_py_reads():
     """The table's variables are the ones settings_from() looks up in the environment."""
     environ = NamesAskedFor()
-    server.settings_from(environ, seed={})
-    assert environ.asked == {*server.ADDRESS_VARIABLES, 'LOG_FORMAT',
-                             *server.WHOLE_NUMBER_VARIABLES}
+    serving.settings.settings_from(environ, seed={})
+    assert environ.asked == {*serving.settings.ADDRESS_VARIABLES, 'LOG_FORMAT',
+                             *serving.settings.WHOLE_NUMBER_VARIABLES}
     assert set(configuration_table()) == environ.asked
 
 
-@pytest.mark.parametrize('name', sorted(server.ADDRESS_VARIABLES))
+@pytest.mark.parametrize('name', sorted(serving.settings.ADDRESS_VARIABLES))
 def test_configuration_table_gives_each_address_its_default(fresh_settings, name):
     """HOST defaults to the host landing.py seeds, METRICS_HOST to loopback."""
     default, _ = configuration_table()[name]
-    assert default == fresh_settings[server.ADDRESS_VARIABLES[name]]
+    assert default == fresh_settings[serving.settings.ADDRESS_VARIABLES[name]]
 
 
 def test_configuration_table_gives_log_format_its_default_and_choices(fresh_settings):
-    """LOG_FORMAT defaults to combined and accepts the formats server.py knows."""
+    """LOG_FORMAT defaults to combined and accepts the formats the server knows."""
     default, accepts = configuration_table()['LOG_FORMAT']
     assert default == fresh_settings['server.log_format']
-    assert accepts == ', '.join(f'`{name}`' for name in server.LOG_FORMATS)
+    assert accepts == ', '.join(f'`{name}`' for name in serving.settings.LOG_FORMATS)
 
 
-@pytest.mark.parametrize('name', sorted(server.WHOLE_NUMBER_VARIABLES))
+@pytest.mark.parametrize('name', sorted(serving.settings.WHOLE_NUMBER_VARIABLES))
 def test_configuration_table_gives_each_number_its_default_and_range(fresh_settings, name):
-    """Each number's default is what a fresh start uses, and its range what server.py accepts."""
-    key, low, high = server.WHOLE_NUMBER_VARIABLES[name]
+    """Each number's default is what a fresh start uses, and its range what the server accepts."""
+    key, low, high = serving.settings.WHOLE_NUMBER_VARIABLES[name]
     assert configuration_table()[name] == (str(fresh_settings[key]), f'{low}–{high}')
 
 

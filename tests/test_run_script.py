@@ -417,8 +417,9 @@ def app_copy(tmp_path):
     app = tmp_path / 'app'
     app.mkdir()
     for name in os.listdir(ROOT):
-        if name.endswith(('.py', '.conf', '.sh')) or name in ('requirements.txt', 'static', '.ci'):
-            copy = shutil.copytree if name in ('static', '.ci') else shutil.copy2
+        folders = ('serving', 'static', '.ci')
+        if name.endswith(('.py', '.conf', '.sh')) or name in ('requirements.txt', *folders):
+            copy = shutil.copytree if name in folders else shutil.copy2
             copy(os.path.join(ROOT, name), app / name)
     venv_bin = app / '.venv' / 'bin'
     venv_bin.mkdir(parents=True)
@@ -874,7 +875,7 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
     assert proc.wait(timeout=30) == 143
 
 
-@pytest.mark.parametrize(('unreadable', 'args'), [
+@pytest.mark.parametrize('unreadable, args', [
     ('.', ['--dev']),
     *((name, args) for name in ('landing.py', 'shop.py', 'static/site.css', 'tests')
       for args in ([], ['--dev'])),

@@ -74,7 +74,7 @@ def ctrl_c_after(delay, workdir):
                      METRICS_PORT=str(free_port())),
             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     try:
-        # From when server.py's handlers are in place: Python's own SIGINT handler (in place
+        # From when serving's handlers are in place: Python's own SIGINT handler (in place
         # from the interpreter's start) raises KeyboardInterrupt wherever the import is.
         wait_until(lambda: catches(proc.pid, signal.SIGTERM), what='the stop handlers')
         time.sleep(delay)  # the moment under test
@@ -90,7 +90,7 @@ def ctrl_c_after(delay, workdir):
 
 @pytest.mark.slow
 def test_ctrl_c_at_any_moment_after_start_stops_within_2_s(tmp_path):
-    """40 starts, each Ctrl-C'd 0 to 1.2 s after server.py takes the signals: each ends < 2 s.
+    """40 starts, each Ctrl-C'd 0 to 1.2 s after serving takes the signals: each ends < 2 s.
 
     Each with exit 0 and no traceback.
     """

@@ -1,7 +1,7 @@
 """Coverage sees what runs in the server's threads, so the 100 % rule of ./test.sh is honest.
 
 granian runs each request in a thread its Rust runtime starts, where coverage's per-thread
-tracer is never installed; server.traced_in_every_thread hands it over. Here an app of the
+tracer is never installed; serving.workers.traced_in_every_thread hands it over. Here an app of the
 test's own, with a handler that only a real request reaches, is served by a real process under
 coverage, and the handler's lines must be in the data.
 """
@@ -15,7 +15,8 @@ import threading
 
 import coverage
 
-import server
+import serving.startup
+import serving.workers
 from conftest import ROOT, free_port, request, wait_until
 
 # The handler only a request runs; its body line is what coverage must see.
@@ -28,7 +29,7 @@ APP = textwrap.dedent('''\
 
     import cherrypy
 
-    import server
+    import serving.startup
 
 
     class Root:
@@ -43,7 +44,8 @@ APP = textwrap.dedent('''\
     cherrypy.config.update({{'server.thread_pool': 4}})
 
     if __name__ == '__main__':
-        server.serve(Root(), os.path.join(os.path.dirname(os.path.abspath(__file__)), 'app.conf'))
+        serving.startup.serve(
+            Root(), os.path.join(os.path.dirname(os.path.abspath(__file__)), 'app.conf'))
 ''')
 
 
@@ -99,7 +101,7 @@ def test_without_a_tracer_the_app_is_served_as_it_is():
     tracer = threading.gettrace()
     threading.settrace(None)
     try:
-        assert server.traced_in_every_thread(app) is app
+        assert serving.workers.traced_in_every_thread(app) is app
     finally:
         threading.settrace(tracer)
 
@@ -118,7 +120,7 @@ def test_with_a_tracer_a_thread_python_did_not_start_is_traced():
     previous = threading.gettrace()
     threading.settrace(tracer)
     try:
-        traced = server.traced_in_every_thread(app)
+        traced = serving.workers.traced_in_every_thread(app)
     finally:
         threading.settrace(previous)
     assert traced is not app

@@ -9,7 +9,7 @@ One scrape target per container, served by the supervisor process, holding:
   pool (THREADS x WORKERS): busy at the pool size is saturation; landing_http_requests_in_flight
   counts the requests being answered.
 - process_* for the supervisor and each worker, labelled by process.
-granian's own exporter stays off (server.py says why), so its figures are not passed on.
+granian's own exporter stays off (serving/supervisor.py says why), so its figures are not passed on.
 Workers are separate processes, so their figures go through prometheus_client's
 multiprocess mode: files in a folder under /dev/shm (a tmpfs even in a read-only container).
 """

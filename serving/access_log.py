@@ -1,0 +1,99 @@
+"""The access log: CherryPy's Combined Log line (or LOG_FORMAT=json) for a fraction of the work."""
+import datetime
+import json
+import logging
+import re
+import time
+
+import cherrypy
+from cherrypy._cplogging import LogManager
+
+# Atoms CherryPy's access log would escape: quotes, backslashes, anything unprintable.
+_NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]').search
+
+
+_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
+
+
+def escape(value):
+    """Escape one access-log atom as CherryPy does, but only when it needs it."""
+    if not _NEEDS_ESCAPE(value):
+        return value
+    return repr(value.replace('"', '\\"').encode('utf8'))[2:-1].replace('\\\\', '\\')
+
+
+class AccessLog(LogManager):
+    """CherryPy's log manager, writing the same Combined Log line for a fraction of the work.
+
+    The stock access() builds 12 atoms per request (a uuid4 and an RFC 3339 time among them
+    that the format never prints) and escapes each: a fifth of a request's CPU. Requests whose
+    config says `request.access_log = False` (the health check) are not logged at all. With
+    LOG_FORMAT=json each line is one JSON object instead, for log collectors.
+    """
+
+    _stamp = (None, '')
+    json = False
+
+    def access(self):
+        """Log the current request (Combined Log Format or JSON), unless it opted out."""
+        request = cherrypy.serving.request
+        if not getattr(request, 'access_log', True):
+            return None
+        if self.json:
+            return self.access_json(request, cherrypy.serving.response)
+        if self.access_log_format != LogManager.access_log_format:
+            return super().access()  # a custom format: CherryPy's general formatter
+        response = cherrypy.serving.response
+        status = response.output_status
+        status = status.split(b' ', 1)[0].decode('ISO-8859-1') if status else '-'
+        headers = request.headers
+        try:
+            self.access_log.log(logging.INFO, '{} - {} {} "{}" {} {} "{}" "{}"'.format(
+                escape(request.remote.name or request.remote.ip),
+                escape(getattr(request, 'login', None) or '-'), self.time(),
+                escape(request.request_line), status,
+                escape(str(dict.get(response.headers, 'Content-Length', '') or '-')),
+                escape(dict.get(headers, 'Referer', '')),
+                escape(dict.get(headers, 'User-Agent', ''))))
+        except Exception:
+            self(traceback=True)  # as CherryPy's own access(): an error line, not a failed request
+
+    def access_json(self, request, response):
+        """Log the current request as one JSON object (LOG_FORMAT=json)."""
+        status = response.output_status
+        headers = request.headers
+        length = dict.get(response.headers, 'Content-Length')
+        try:
+            self.access_log.log(logging.INFO, json.dumps({
+                'time': datetime.datetime.fromtimestamp(response.time).astimezone().isoformat(
+                    timespec='milliseconds'),
+                'remote_addr': request.remote.ip,
+                'method': request.method,
+                'path': request.path_info,
+                'query': request.query_string,
+                'protocol': 'HTTP/{}.{}'.format(*request.protocol),
+                'status': int(status.split(b' ', 1)[0]) if status else None,
+                'bytes': int(length) if str(length).isdigit() else None,
+                'duration_ms': round((time.time() - response.time) * 1000, 3),
+                'user_agent': dict.get(headers, 'User-Agent', ''),
+                'referer': dict.get(headers, 'Referer', ''),
+            }, ensure_ascii=False))
+        except Exception:
+            self(traceback=True)
+
+    def time(self):
+        """Return CherryPy's [dd/Mon/yyyy:hh:mm:ss] local time, formatted once a second."""
+        second = int(time.time())
+        if AccessLog._stamp[0] != second:
+            moment = datetime.datetime.fromtimestamp(second)
+            AccessLog._stamp = (second, (
+                f'[{moment.day:02d}/{_MONTHS[moment.month - 1]}/{moment.year:04d}:'
+                f'{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}]'))
+        return AccessLog._stamp[1]
+
+
+def prepare_apps():
+    """Give every mounted app our access log (the loggers, and their handlers, stay)."""
+    for app in cherrypy.tree.apps.values():
+        if not isinstance(app.log, AccessLog):
+            app.log.__class__ = AccessLog

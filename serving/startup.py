@@ -1,0 +1,216 @@
+"""Start-up: configure CherryPy, mount the app, check the addresses, and serve until stopped."""
+import functools
+import importlib
+import importlib.machinery
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+import cherrypy
+
+from serving import handlers, stop_early
+from serving.access_log import AccessLog, prepare_apps
+from serving.app_config import check_app_config
+from serving.bodies import BODY_TIMEOUT_KEY
+from serving.guard import Guard
+from serving.health import draining
+from serving.request import GuardedRequest, error_page
+from serving.settings import DEFAULTS, ConfigError, settings_from
+from serving.supervisor import build_server, log
+from serving.workers import begin_worker, run_worker, start_engine, traced_in_every_thread
+
+# This package's own folder: its frames are not the app's, in a load error's traceback.
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def stop_if_signalled_early(server):
+    """Stop `server` as soon as it can, if SIGTERM or Ctrl-C came during start-up."""
+    if stop_early.signals:
+        server.signal_handler_interrupt()
+
+
+def raise_open_files_limit():
+    """Raise the soft open-files limit to the hard one: every connection is a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def bindable_address(host, port, name='HOST'):
+    """Return the IP address to listen on for `host`, or raise ConfigError naming the problem.
+
+    granian binds with SO_REUSEPORT, so a second server on a port in use would start and
+    share it silently; a plain bind first fails as it should.
+    """
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise ConfigError(f'{name} {host!r} is not an address this machine has: {error}') from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # Connections of an earlier run still in TIME_WAIT must not count as "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ConfigError(f'cannot listen on {host}:{port}: {error.strerror}') from None
+    return address[0]
+
+
+def configure(environ):
+    """Apply DEFAULTS and environment overrides to CherryPy and return the settings."""
+    settings = settings_from(environ)
+    # CherryPy's log lines print none of these; looking them up cost a getpid() per request.
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    # The server's own settings stay out of CherryPy's config: every request copies the global
+    # config and walks each key (about 1 µs a key), and these are granian's, not CherryPy's.
+    cherrypy.config.update({key: value for key, value in settings.items()
+                            if not key.startswith('server.')})
+    cherrypy.tools.handler = handlers.TOOL
+    cherrypy.config.update({
+        'error_page.default': error_page,
+        # Unused query parameters dropped, str answers sent as UTF-8 (prepare_handler).
+        'tools.encode.on': False,
+        'tools.handler.on': True,
+        'request.body.maxbytes': settings['server.max_request_body_size'],
+        BODY_TIMEOUT_KEY: settings['server.body_timeout'],
+    })
+    # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
+    cherrypy.server.unsubscribe()
+    cherrypy.engine.subscribe('start', prepare_apps, priority=10)
+    AccessLog.json = settings['server.log_format'] == 'json'
+    return settings
+
+
+def mount(root, config_path):
+    """Mount `root` at / with the app config in `config_path`; return the WSGI app to serve."""
+    check_app_config(config_path)
+    app_dir = os.path.dirname(os.path.abspath(config_path))
+    # prod.conf names static files relative to the app folder, not the working directory.
+    app = cherrypy.tree.mount(root, '', {'/': {
+        'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
+    app.merge(config_path)
+    app.request_class = GuardedRequest
+    # The cap and deadline configure() gave (server.* settings stay out of CherryPy's config).
+    return Guard(cherrypy.tree, draining, cherrypy.config.get(
+        'request.body.maxbytes', DEFAULTS['server.max_request_body_size']),
+        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']))
+
+
+def load_fresh_app(root, config_path, supervisor, _target):
+    """Build the app anew in a spawned worker (RELOAD=1): the edited code, imported afresh.
+
+    `root` names the root class as (module, name). An app that cannot load (a syntax error,
+    a prod.conf mistake) is reported in one block and ends this worker with exit 1; the
+    supervisor keeps watching, and the next save starts a new one.
+    """
+    begin_worker(supervisor)
+    try:
+        root_class = getattr(importlib.import_module(root[0]), root[1])
+        configure(os.environ)
+        app = mount(root_class(), config_path)
+    except ConfigError as error:
+        sys.exit(f'landing: {error}\nlanding: fix it and save: the server is still watching')
+    except Exception as error:
+        sys.exit(load_error(error, os.path.dirname(os.path.abspath(config_path))))
+    start_engine()
+    return traced_in_every_thread(app)
+
+
+def load_error(error, app_dir):
+    """Return `error` as one block: the app's own lines of its traceback, then what went wrong."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if frame.filename.startswith(app_dir + os.sep)
+              and not frame.filename.startswith(PACKAGE_DIR)]
+    lines = traceback.format_list(frames) + traceback.format_exception_only(error)
+    return ('landing: the app failed to load:\n' + ''.join(lines)
+            + 'landing: fix it and save: the server is still watching')
+
+
+def root_name(root):
+    """Return (module, class name) of `root`, importable by a spawned worker.
+
+    Run as a script, the app's module is __main__: its name is then the script's own.
+    """
+    module = type(root).__module__
+    if module == '__main__':
+        module = Path(sys.modules['__main__'].__file__).stem
+    return module, type(root).__qualname__
+
+
+def keep_main_out_of_spawned_workers():
+    """Have spawned workers skip re-running the script that started the server (landing.py).
+
+    multiprocessing runs the parent's main script again in each spawned process, before any
+    code of ours: a syntax error saved there would end the worker with multiprocessing's own
+    traceback. A main module whose spec is named __main__ is left alone (as for `python -m
+    pkg`); load_fresh_app imports the app by name instead, and reports what fails.
+    """
+    main = sys.modules['__main__']
+    if getattr(main, '__spec__', None) is None:
+        main.__spec__ = importlib.machinery.ModuleSpec('__main__', None)
+
+
+def open_metrics_listener(settings):
+    """Bind the metrics port now, before any worker starts, or raise ConfigError naming it."""
+    host, port = settings['server.metrics_host'], settings['server.metrics_port']
+    address = bindable_address(host, port, 'METRICS_HOST')  # names a port in use in one line
+    return socket.create_server((address, port), backlog=128,
+                                family=socket.AF_INET6 if ':' in address else socket.AF_INET)
+
+
+def serve(root, config_path, environ=os.environ):
+    """Mount `root` with `config_path` and serve it until SIGTERM or Ctrl-C; exit on bad config."""
+    # Until granian installs its own, a signal during start-up is noted, then acted on.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, lambda *_: stop_early.signals.append(True))
+    if stop_early.signals:
+        return  # stopped before anything started
+    try:
+        settings = configure(environ)
+        settings['server.bind_address'] = bindable_address(
+            settings['server.socket_host'], settings['server.socket_port'])
+        settings['server.app_dir'] = os.path.dirname(os.path.abspath(config_path))
+        app = mount(root, config_path)
+        if settings['server.metrics_port'] and not settings['server.reload']:
+            settings['server.metrics_listener'] = open_metrics_listener(settings)
+    except ConfigError as error:
+        sys.exit(f'landing: {error}')
+    raise_open_files_limit()
+    log(f"host={settings['server.socket_host']} port={settings['server.socket_port']} "
+        f"threads={settings['server.thread_pool']} workers={settings['server.workers']}"
+        + (' reload=on' if settings['server.reload'] else ''), 'SETTINGS')
+    server = build_server(settings, app)
+    server.on_startup(functools.partial(stop_if_signalled_early, server))
+    try:
+        if settings['server.reload']:
+            # Spawned workers import the app's files afresh, edits included; forked ones
+            # would inherit the code this process imported at start.
+            multiprocessing.set_start_method('spawn', force=True)
+            keep_main_out_of_spawned_workers()
+            server.serve(spawn_target=run_worker, target_loader=functools.partial(
+                load_fresh_app, root_name(root), config_path, os.getpid()))
+        else:
+            # Forked workers inherit the mounted app instead of importing it again: a faster
+            # start, and memory pages shared with this process.
+            multiprocessing.set_start_method('fork', force=True)
+            server.serve(spawn_target=run_worker, target_loader=server.load_app)
+    finally:
+        ignore_stop_signals()
+
+
+def ignore_stop_signals():
+    """Ignore further stop signals: the server has stopped, the process is ending.
+
+    Python puts back the default action of every signal it handled as it finalizes, and a
+    second SIGTERM or Ctrl-C then would kill the process (exit -15 or -2) instead of
+    letting it end with its own code.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)

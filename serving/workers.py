@@ -1,0 +1,152 @@
+"""A worker process: its signals, its heartbeat, and granian's WSGI worker run to a clean stop."""
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+import cherrypy
+from granian._futures import _new_cbscheduler
+from granian._granian import WorkerSignal, WSGIWorker
+from granian.constants import TaskImpl
+from granian.server.common import WORKERS_METHODS
+from granian.server.mp import WorkerProcess
+from granian.wsgi import _callback_wrapper as wsgi_callback
+
+from serving.health import shared, stopping
+from serving.settings import WHOLE_NUMBER_VARIABLES
+
+# Seconds between two heartbeats of a worker, and between two looks of the watchdog at them.
+HEARTBEAT_EVERY = 0.1
+
+
+# Each worker's (PID, time of its last heartbeat), written by the worker, read by the watchdog.
+heartbeats = shared(ctypes.c_double * (2 * WHOLE_NUMBER_VARIABLES['WORKERS'][2]))
+
+
+# prctl(2) option: the signal a process gets when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+# Signals a worker receives before run_worker's handlers are in place.
+worker_signals = []
+
+
+# What stops the server or a worker gracefully (SIGQUIT too: Ctrl-backslash, some runtimes).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def die_with_supervisor(supervisor):
+    """Have the kernel kill this worker when the supervisor dies, even by SIGKILL.
+
+    Otherwise a worker of a killed supervisor serves on, orphaned, on the shared port. Only
+    a supervisor that was itself killed leaves its workers so, and a container's PID 1 dying
+    takes every process with it the same way: SIGKILL, as there. (SIGTERM was tried: a worker
+    told so while granian was still starting it could wait forever for a shutdown event.)
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != supervisor:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def note_early_signals():
+    """Note SIGTERM until run_worker takes it over; ignore Ctrl-C and Ctrl-backslash.
+
+    A terminal sends those to every process of its group: the supervisor stops the workers
+    itself (SIGTERM, and stopping). A worker that stopped on its own first would count as
+    an unexpected exit, replaced or reported.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, _frame: worker_signals.append(signum))
+    for signum in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def begin_worker(supervisor):
+    """First steps of a worker process: note early stop signals, die with `supervisor`."""
+    note_early_signals()
+    die_with_supervisor(supervisor)
+
+
+def start_engine():
+    """Start CherryPy's engine in a worker (run_worker stops it when the worker ends).
+
+    The engine runs its plugins and 'start' subscribers, without its signal handlers:
+    granian's handle the worker's signals.
+    """
+    cherrypy.engine.start()
+
+
+def heartbeat(slot, stop):
+    """Note, every HEARTBEAT_EVERY seconds, that this worker (granian's worker `slot`) runs.
+
+    Call `stop` when the supervisor is stopping: the signal it sent may have been missed.
+    """
+    heartbeats[2 * slot + 1] = time.monotonic()
+    heartbeats[2 * slot] = os.getpid()
+    while not stopping.value:
+        time.sleep(HEARTBEAT_EVERY)
+        heartbeats[2 * slot + 1] = time.monotonic()
+    stop()
+
+
+@WorkerProcess.wrap_target
+def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threads,
+               runtime_blocking_threads, blocking_threads, blocking_threads_idle_timeout,
+               backpressure, task_impl, http_mode, http1_settings, http2_settings, websockets,
+               static_path, log_access_fmt, ssl_ctx, scope_opts, metrics_settings):
+    """Serve the loaded app as granian's WSGI worker does, but stop it once, and stop clean.
+
+    granian 2.8.7's own worker target calls its stop signal's set() on every SIGTERM or
+    SIGINT, and a stop signal set before the callback that ends the worker is registered,
+    or one that reaches a worker still being forked, is lost: the worker was killed 10 s
+    later. Here SIGTERM sets it, once, after the callback is in place, and the supervisor's
+    stopping flag covers a signal that never arrived. When granian returns, the engine
+    stops in this thread, so its 'stop' subscribers run once and quietly (left to the
+    process's exit, Python 3.13 runs CherryPy's atexit check first: a RuntimeWarning, then
+    the engine's stop lines twice).
+    """
+    stop, stopped, once = WorkerSignal(), threading.Event(), threading.Lock()
+    stop.add_cb(stopped.set)  # before any set(): granian calls it once the server has stopped
+
+    def stop_once(*_):
+        if once.acquire(blocking=False):
+            stop.set()
+
+    signal.signal(signal.SIGTERM, stop_once)
+    if signal.SIGTERM in worker_signals or stopping.value:
+        stop_once()
+    threading.Thread(target=heartbeat, args=(worker_id - 1, stop_once), name='heartbeat',
+                     daemon=True).start()
+    worker = WSGIWorker(
+        worker_id, sock, ipc, runtime_threads, runtime_blocking_threads, blocking_threads,
+        blocking_threads_idle_timeout, backpressure, http_mode, http1_settings, http2_settings,
+        static_path, *ssl_ctx, metrics_settings)
+    serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
+    try:
+        serve(_new_cbscheduler(loop, wsgi_callback(callback, scope_opts, log_access_fmt),
+                               impl_asyncio=task_impl == TaskImpl.asyncio), loop, stop)
+        stopped.wait()
+    finally:
+        cherrypy.engine.exit()
+
+
+def traced_in_every_thread(app):
+    """Return `app`, run under the tracer `threading.settrace()` set (coverage, a debugger).
+
+    granian calls the app from threads its Rust runtime starts, which such a tracer never
+    reaches: a handler that only real requests run would look never run, and a breakpoint in
+    it would never stop. With no such tracer (production) the app is returned as it is.
+    """
+    tracer = threading.gettrace()
+    if tracer is None:
+        return app
+
+    def traced(environ, start_response):
+        if sys.gettrace() is None:
+            # The tracer sees the calls from here on; this line itself it cannot see.
+            sys.settrace(tracer)  # pragma: no cover
+        return app(environ, start_response)
+
+    return traced
