@@ -155,10 +155,16 @@ MAX_TARGET = 4096
 MAX_SEGMENTS = 64
 # Descriptors kept back from connections for everything else a worker opens.
 FILES_RESERVED = 64
-# Answers with a length up to this size (every static file short of it) are handed to granian
-# whole, which writes them from its own I/O: a slow reader holds memory, never a thread.
-# Bigger ones stream, pulled by the worker thread.
-ONE_PIECE = 64 * 1024 * 1024
+# Answers with a length up to this size (the page, the logo) are handed to granian whole,
+# which writes them from its own I/O: a slow reader holds at most this much, never a thread.
+# Bigger ones (a big file in static/) are pulled, STREAM_CHUNK at a time and at the reader's
+# pace, by a thread of their own, never one of the THREADS: a slow reader holds that thread
+# and a few chunks (granian queues 4), never the whole file.
+ONE_PIECE = 64 * 1024
+STREAM_CHUNK = 16 * 1024
+# After a 408 whose body read is still pending, how long the cut-short answer waits before it
+# ends, so that hyper sends what it has before it drops the connection (Guard.cut_off).
+CUT_OFF_GRACE = 0.05
 
 # The environ key where the guard notes which handler answered (metrics.route_of).
 ROUTE = 'landing.route'
@@ -591,14 +597,16 @@ class DeadlineInput:
 
     granian's body reads block the calling thread until the client sends. The read runs in a
     thread of its own so the worker thread waits at most `timeout` seconds; a client still
-    sending then gets 408 and a close, and the reading thread ends with the connection.
-    Nothing reads until the app asks: paths that take no body never wait for one.
+    sending then gets 408 and a close (Guard.cut_off), which also ends the reading thread.
+    `pending` tells whether a read is still waiting for the client. Nothing reads until the
+    app asks: paths that take no body never wait for one.
     """
 
     def __init__(self, raw, limit, timeout, content_type=''):
         self.raw, self.limit, self.timeout = raw, limit, timeout
         self.content_type = content_type
         self.buffer = None
+        self.pending = False
 
     def _load(self):
         """Read the whole body (up to limit + 1 bytes) within the timeout, or raise."""
@@ -610,16 +618,19 @@ class DeadlineInput:
             # A reset connection ends the body: what came is what the handler gets.
             with contextlib.suppress(Exception):
                 left = self.limit + 1
-                while left > 0:
+                while left > 0 and not done.is_set():
                     chunk = self.raw.read(min(left, 65536))
                     if not chunk:
                         break
                     chunks.append(chunk)
                     left -= len(chunk)
+            self.pending = False
             done.set()
 
+        self.pending = True
         threading.Thread(target=read, name='body-reader', daemon=True).start()
         if not done.wait(self.timeout):
+            done.set()  # the reader stops after the read in progress
             raise cherrypy.HTTPError(408, 'The request body did not arrive in time.')
         body = b''.join(chunks)
         if too_many_parts(self.content_type, body):
@@ -783,7 +794,7 @@ class Guard:
             environ[ROUTE] = 'refused'
             return self.page(start_response, refused[0])
         tidy(environ)
-        environ['wsgi.input'] = DeadlineInput(
+        body = environ['wsgi.input'] = DeadlineInput(
             environ['wsgi.input'], self.max_body, self.body_timeout,
             environ.get('CONTENT_TYPE', ''))
         held = []
@@ -802,7 +813,25 @@ class Guard:
         if self.metrics is not None:
             # Which handler answered: CherryPy forgets once the answer closes.
             environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
+        if body.pending:
+            if hasattr(answer, 'close'):
+                answer.close()
+            return self.cut_off(start_response)
         return self.forward(answer, held, start_response)
+
+    def cut_off(self, start_response):
+        """Answer 408 to a request whose body read is still pending, and drop the connection.
+
+        granian 2.8.7 takes the read's lock once the app returns, holding the GIL: while the
+        client sends nothing, the whole worker would stop. An answer that ends short of its
+        Content-Length makes hyper drop the connection, which ends the read at once.
+        """
+        status = '408 Request Timeout'
+        page = error_page(status, '', '', '').encode()
+        start_response(status, self.headers([
+            ('Content-Type', 'text/html; charset=utf-8'),
+            ('Content-Length', str(len(page) + 1)), ('Connection', 'close')]))
+        return _cut_short(page)
 
     def forward(self, answer, held, start_response):
         """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
@@ -818,15 +847,76 @@ class Guard:
             return self.page(start_response, status, close=status.startswith('408'))
         start_response(status, self.headers(headers), exc_info)
         length = next((v for n, v in headers if n.lower() == 'content-length'), None)
-        if length is None or not length.isdigit() or int(length) > ONE_PIECE:
-            return answer
+        if length is None or not length.isdigit() or cherrypy.serving.response.stream:
+            return answer  # a handler's own stream: its code runs in this thread
         # granian writes a list in one piece from its own I/O thread; an iterator is pulled
-        # by this worker thread, which then waits on a slow reader.
+        # by this worker thread, which then waits on a slow reader: a big answer (a file,
+        # read as it goes) is pulled by a thread of its own instead (Streamed).
         try:
+            if int(length) > ONE_PIECE:
+                return Streamed(answer)
             return [b''.join(answer)]
         finally:
             if hasattr(answer, 'close'):
-                answer.close()
+                answer.close()  # CherryPy's request ends in this thread; a file stays open
+
+
+def _cut_short(page):
+    """Yield `page`, then end after CUT_OFF_GRACE: hyper sends it, then drops the connection."""
+    yield page
+    time.sleep(CUT_OFF_GRACE)
+
+
+class Streamed:
+    """A big answer that granian_runner has a thread of its own pull, STREAM_CHUNK at a time.
+
+    CherryPy's request has ended; what is left is its body iterator (a file read as it goes).
+    Under another WSGI server it is an ordinary iterable.
+    """
+
+    def __init__(self, body):
+        self.body = body
+
+    def __iter__(self):
+        """Yield the body in pieces of at most STREAM_CHUNK bytes."""
+        for chunk in self.body:
+            for start in range(0, len(chunk), STREAM_CHUNK):
+                yield chunk[start:start + STREAM_CHUNK]
+
+
+class _Protocol:
+    """granian's per-request protocol object, sending a Streamed answer from a new thread.
+
+    granian's response_iter pulls the iterator in the calling thread, waiting whenever the
+    client reads slowly; called from a thread of our own, the pool's thread is free at once.
+    """
+
+    __slots__ = ('protocol',)
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+
+    def response_bytes(self, status, headers, body):
+        """Send a whole answer (granian writes it from its own I/O)."""
+        self.protocol.response_bytes(status, headers, body)
+
+    def response_iter(self, status, headers, body):
+        """Send an iterated answer: a Streamed one from a thread of its own."""
+        if isinstance(body.inner, Streamed):
+            threading.Thread(target=self.protocol.response_iter, args=(status, headers, body),
+                             name='stream', daemon=True).start()
+        else:
+            self.protocol.response_iter(status, headers, body)
+
+
+def granian_runner(app, scope_opts, log_access_fmt=None):
+    """Return granian's WSGI runner for `app`; Streamed answers go from threads of their own."""
+    runner = wsgi_callback(app, scope_opts, log_access_fmt)
+
+    def run(protocol, scope):
+        return runner(_Protocol(protocol), scope)
+
+    return run
 
 
 # ------------------------------------------------------------------ serving
@@ -1080,7 +1170,7 @@ def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threa
         static_path, *ssl_ctx, metrics_settings)
     serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
     try:
-        serve(_new_cbscheduler(loop, wsgi_callback(callback, scope_opts, log_access_fmt),
+        serve(_new_cbscheduler(loop, granian_runner(callback, scope_opts, log_access_fmt),
                                impl_asyncio=task_impl == TaskImpl.asyncio), loop, stop)
         stopped.wait()
     finally:
