@@ -903,10 +903,13 @@ class _Protocol:
     def response_iter(self, status, headers, body):
         """Send an iterated answer: a Streamed one from a thread of its own."""
         if isinstance(body.inner, Streamed):
-            threading.Thread(target=self.protocol.response_iter, args=(status, headers, body),
-                             name='stream', daemon=True).start()
-        else:
-            self.protocol.response_iter(status, headers, body)
+            try:
+                threading.Thread(target=self.protocol.response_iter, args=(status, headers, body),
+                                 name='stream', daemon=True).start()
+                return
+            except RuntimeError:  # no thread to be had (a pids limit): pull it from this one
+                log('no thread for a streamed answer: sending it from the pool', 'STREAM')
+        self.protocol.response_iter(status, headers, body)
 
 
 def granian_runner(app, scope_opts, log_access_fmt=None):

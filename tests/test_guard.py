@@ -281,6 +281,19 @@ def test_the_runner_sends_streamed_answers_from_a_thread_of_their_own(answer, ki
     assert (thread is not threading.current_thread()) is own_thread
 
 
+def test_a_streamed_answer_with_no_thread_to_be_had_goes_from_the_pool_thread(monkeypatch):
+    """Where no thread can start (a pids limit), the answer is still sent, from this thread."""
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, 'start', refuse)
+    protocol = Protocol()
+    server.granian_runner(lambda environ, start: start('200 OK', []) or server.Streamed(
+        [b'streamed']), {})(protocol, {'PATH_INFO': '/'})
+    assert protocol.sent[0][::2] == ('iter', b'streamed')
+    assert protocol.sent[0][3] is threading.current_thread()
+
+
 def test_an_answer_whose_body_read_is_pending_is_cut_short_with_a_408():
     """A handler that swallowed its 408: the answer is our 408, one byte short, then it ends."""
     silent = Silent()
