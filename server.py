@@ -15,9 +15,11 @@ The app (landing.py) stays a plain CherryPy app; this module serves it. Its piec
   granian's `HTTP/1` protocol name, header values CherryPy would parse in quadratic time or
   fail to decode before the app's config applies. It also puts the security headers on every
   answer, answers the project's 500 page whatever the app raises, reads a body only when a
-  handler asks (within BODY_TIMEOUT), and sends answers up to 64 MiB in one piece (so a slow
-  reader never holds a thread). Its request class keeps bodies unread where nothing takes one
-  and static files to what is in their folder (no dot entries, no symlinks out).
+  handler asks (within BODY_TIMEOUT; a read still pending then gets a 408 that drops the
+  connection), sends answers up to 64 KiB in one piece and has bigger ones pulled by a thread
+  of their own (so a slow reader never holds a pool thread, nor a whole file in memory). Its
+  request class keeps bodies unread where nothing takes one and static files to what is in
+  their folder (no dot entries, no symlinks out).
 - Handlers (`tools.handler`): query parameters a handler does not take are dropped (ad links
   carry utm_*, fbclid...), and a str answer is sent as UTF-8 with its charset named.
 - The access log: one Combined Log Format (or LOG_FORMAT=json) line per request on stdout,
