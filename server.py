@@ -885,6 +885,14 @@ class Streamed:
             for start in range(0, len(chunk), STREAM_CHUNK):
                 yield chunk[start:start + STREAM_CHUNK]
 
+    def close(self):
+        """Let the body go (granian calls this at the end, or when the client goes).
+
+        Not CherryPy's close: that ran in the pool thread, where its request lives. The file
+        closes once the last reference to it goes.
+        """
+        self.body = ()
+
 
 class _Protocol:
     """granian's per-request protocol object, sending a Streamed answer from a new thread.

@@ -245,6 +245,8 @@ def test_big_answers_are_streamed_in_small_chunks_after_the_app_closes():
     chunks = list(answer)
     assert b''.join(chunks) == b'a' * (size - 1) + b'b'
     assert max(len(chunk) for chunk in chunks) == server.STREAM_CHUNK
+    answer.close()
+    assert list(answer) == []
 
 
 class Protocol:
