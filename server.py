@@ -604,9 +604,10 @@ class DeadlineInput:
     app asks: paths that take no body never wait for one.
     """
 
-    def __init__(self, raw, limit, timeout, content_type=''):
+    def __init__(self, raw, limit, timeout, content_type='', waiting=None):
         self.raw, self.limit, self.timeout = raw, limit, timeout
         self.content_type = content_type
+        self.waiting = waiting
         self.buffer = None
         self.pending = False
 
@@ -614,6 +615,18 @@ class DeadlineInput:
         """Read the whole body (up to limit + 1 bytes) within the timeout, or raise."""
         if self.buffer is not None:
             return self.buffer
+        # Threads waiting for bodies at once are capped (Guard): slow uploads to a handler
+        # never take the whole pool for BODY_TIMEOUT; one past the cap gets 503 at once.
+        if self.waiting is not None and not self.waiting.acquire(blocking=False):
+            raise cherrypy.HTTPError(503, 'Too many uploads are arriving at once.')
+        try:
+            return self._read_within_timeout()
+        finally:
+            if self.waiting is not None:
+                self.waiting.release()
+
+    def _read_within_timeout(self):
+        """Read the body in a thread of its own; wait for it at most `timeout` s."""
         chunks, done = [], threading.Event()
 
         def read():
@@ -725,6 +738,8 @@ def check_request():
 
 # Where configure() leaves BODY_TIMEOUT for mount(); no CherryPy namespace reads it.
 BODY_TIMEOUT_KEY = 'landing.body_timeout'
+# Where configure() leaves how many threads may wait for bodies at once: half the pool.
+BODY_WAITERS_KEY = 'landing.body_waiters'
 
 GuardedRequest.hooks = cherrypy._cprequest.HookMap(cherrypy._cprequest.hookpoints)
 GuardedRequest.hooks.attach('before_request_body', check_request, priority=10)
@@ -742,11 +757,14 @@ class Guard:
     metrics = None
 
     def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size'],
-                 body_timeout=DEFAULTS['server.body_timeout']):
+                 body_timeout=DEFAULTS['server.body_timeout'], body_waiters=None):
         self.app = app
         self.draining = draining
         self.max_body = max_body
         self.body_timeout = body_timeout
+        # At most this many threads wait for request bodies at once (None: no cap).
+        self.body_waiting = (threading.BoundedSemaphore(body_waiters) if body_waiters
+                             else None)
 
     def headers(self, headers):
         """Return `headers` with RESPONSE_HEADERS in place, and Connection: close when draining."""
@@ -798,7 +816,7 @@ class Guard:
         tidy(environ)
         body = environ['wsgi.input'] = DeadlineInput(
             environ['wsgi.input'], self.max_body, self.body_timeout,
-            environ.get('CONTENT_TYPE', ''))
+            environ.get('CONTENT_TYPE', ''), self.body_waiting)
         held = []
 
         def start(status, headers, exc_info=None):
@@ -1273,6 +1291,7 @@ def configure(environ):
         'tools.handler.on': True,
         'request.body.maxbytes': settings['server.max_request_body_size'],
         BODY_TIMEOUT_KEY: settings['server.body_timeout'],
+        BODY_WAITERS_KEY: max(1, settings['server.thread_pool'] // 2),
     })
     # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
     cherrypy.server.unsubscribe()
@@ -1293,7 +1312,8 @@ def mount(root, config_path):
     # The cap and deadline configure() gave (server.* settings stay out of CherryPy's config).
     return Guard(cherrypy.tree, _draining, cherrypy.config.get(
         'request.body.maxbytes', DEFAULTS['server.max_request_body_size']),
-        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']))
+        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']),
+        cherrypy.config.get(BODY_WAITERS_KEY))
 
 
 def build_server(settings, app):

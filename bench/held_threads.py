@@ -6,7 +6,9 @@ For each DIR (default: this repository), in one run so before and after compare:
 - silent uploaders: DIR/tests/slow_landing.py with THREADS=2 and BODY_TIMEOUT=2; 4 clients
   send the head of a POST /upload and 10 of its 60,000 bytes, then stay silent and open.
   Printed: when each got its answer (408) or close, a fresh /healthcheck after them, two
-  concurrent /slow?seconds=1 pages, and whether the worker was replaced as silent;
+  concurrent /slow?seconds=1 pages, and whether the worker was replaced as silent. Then, with
+  THREADS=10 and the default BODY_TIMEOUT (10), 20 such uploaders: the slowest of fresh
+  /healthcheck probes made every 2 s for 8 s while they hold;
 - slow readers of a big file: a copy of DIR with a 64 MiB + 1 byte static/big.bin, THREADS=2;
   20 clients ask for it with a 1 KB receive window and never read. Printed: worker-tree RSS
   and kernel send queue per client, and a fresh /healthcheck while they hold.
@@ -14,6 +16,7 @@ It is a report: it exits 0 whatever the servers do. Servers are stopped by their
 """
 import argparse
 import os
+import selectors
 import shutil
 import subprocess
 import sys
@@ -61,14 +64,26 @@ class SlowApp(corpus.AppProcess):
         self.pid = self.proc.pid
 
 
-def first_bytes_or_close(sock, started, deadline):
-    """Seconds from `started` until the server answered or closed `sock`, and the first line."""
-    sock.settimeout(max(deadline - (time.monotonic() - started), 0.01))
-    try:
-        data = sock.recv(64)
-    except OSError:
-        return None, b''
-    return time.monotonic() - started, data.split(b'\r\n', 1)[0]
+def answers_or_closes(socks, deadline):
+    """For each socket: (seconds until the server answered or closed it, or None; first line)."""
+    started = time.monotonic()
+    found = {}
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        while len(found) < len(socks):
+            left = deadline - (time.monotonic() - started)
+            ready = selector.select(timeout=max(left, 0)) if left > 0 else []
+            if not ready:
+                break
+            for key, _ in ready:
+                try:
+                    data = key.fileobj.recv(64)
+                except OSError:
+                    data = b''
+                found[key.fileobj] = (time.monotonic() - started, data.split(b'\r\n', 1)[0])
+                selector.unregister(key.fileobj)
+    return [found.get(sock, (None, b'')) for sock in socks]
 
 
 def timed_get(port, path, timeout):
@@ -92,8 +107,7 @@ def silent_uploaders(app, python, workdir):
         socks = []
         for _ in range(UPLOADERS):
             socks.append(corpus.slow_uploader(server.port, '/upload'))
-        started = time.monotonic()
-        answers = [first_bytes_or_close(sock, started, 12) for sock in socks]
+        answers = answers_or_closes(socks, 12)
         rows.append(('uploaders: answer or close after (s)', ', '.join(
             f'{seconds:.2f} {line.decode(errors="replace")[9:12] or "close"}'
             if seconds is not None else 'none in 12' for seconds, line in answers)))
@@ -112,6 +126,28 @@ def silent_uploaders(app, python, workdir):
             sock.close()
         rows.append(('uploaders: worker replaced as silent',
                      'yes' if 'showed no sign of life' in server.stderr() else 'no'))
+    except RuntimeError as error:
+        rows.append(('error', str(error)[:200]))
+    finally:
+        server.stop()
+    return rows
+
+
+def many_uploaders(app, python, workdir):
+    """Rows for 20 silent uploaders to a handler with THREADS=10."""
+    server = SlowApp(app, workdir, python, {'THREADS': '10'})
+    rows = []
+    try:
+        server.wait_ready()
+        with corpus.Sockets() as socks:
+            corpus.open_many(20, lambda: corpus.slow_uploader(server.port, '/upload'), socks)
+            probes = []
+            for _ in range(4):
+                tick = time.monotonic() + 2
+                probes.append(timed_get(server.port, '/healthcheck', 15))
+                corpus.wait_for(lambda end=tick: time.monotonic() > end, 3)
+        rows.append(('20 uploaders, THREADS=10: probes', ', '.join(
+            f'{status} in {seconds:.2f} s' for status, seconds in probes)))
     except RuntimeError as error:
         rows.append(('error', str(error)[:200]))
     finally:
@@ -139,6 +175,7 @@ def big_file_readers(app, python, workdir):
         with corpus.Sockets() as held:
             corpus.open_many(READERS, lambda: corpus.slow_reader(
                 server.port, '/static/big.bin'), held)
+            time.sleep(1)  # every reader's request taken in before the probe queues
             status, seconds = timed_get(server.port, '/healthcheck', 5)
         rows.append((f'{READERS} readers stopped: fresh /healthcheck',
                      f'{status} in {seconds:.2f} s'))
@@ -160,12 +197,13 @@ def main(argv=None):
         for index, (label, app) in enumerate(zip(labels, apps, strict=True)):
             print(f'{label}: measuring {app}', file=sys.stderr)
             python = interpreter(app, args.python)
-            uploads = os.path.join(scratch, f'{index}-uploads')
-            readers = os.path.join(scratch, f'{index}-readers')
-            os.makedirs(uploads)
-            os.makedirs(readers)
-            results[label] = dict(silent_uploaders(app, python, uploads)
-                                  + big_file_readers(app, python, readers))
+            folders = [os.path.join(scratch, f'{index}-{name}')
+                       for name in ('uploads', 'many', 'readers')]
+            for folder in folders:
+                os.makedirs(folder)
+            results[label] = dict(silent_uploaders(app, python, folders[0])
+                                  + many_uploaders(app, python, folders[1])
+                                  + big_file_readers(app, python, folders[2]))
     names = list(dict.fromkeys(name for rows in results.values() for name in rows))
     width = max(len(name) for name in names) + 2
     print('figure'.ljust(width) + ' | '.join(labels))

@@ -95,7 +95,10 @@ def test_an_upload_slower_than_body_timeout_gets_408_within_the_deadline(uploads
 
 
 def test_slow_uploaders_that_close_on_their_408_free_the_threads(uploads):
-    """Twice as many slow uploads as threads: each gets its 408 and closes, the probe answers."""
+    """Twice as many slow uploads as threads: each gets 408 or 503 and closes; the probe answers.
+
+    (503: past the cap of threads waiting for bodies at once.)
+    """
     socks = [start_upload(uploads.port) for _ in range(4)]
     answered = []
     with selectors.DefaultSelector() as selector:
@@ -114,7 +117,9 @@ def test_slow_uploaders_that_close_on_their_408_free_the_threads(uploads):
         finally:
             for sock in socks:
                 sock.close()
-    assert answered == [408] * 4
+    assert len(answered) == 4
+    assert set(answered) <= {408, 503}
+    assert 408 in answered
     assert request(uploads.port, 'GET', '/healthcheck', timeout=5)[0] == 200
 
 
@@ -143,7 +148,7 @@ def test_silent_uploaders_after_their_408_hold_no_thread(uploads):
     try:
         for sock in socks:
             sock.settimeout(2 * 2 + 5)  # two rounds of BODY_TIMEOUT=2 (2 threads), and margin
-            assert answer_or_close(sock) in (408, None)
+            assert answer_or_close(sock) in (408, 503, None)
         assert request(uploads.port, 'GET', '/healthcheck', timeout=5)[0] == 200
         started = uploads.stderr().count('slow request started')
         answers = []
@@ -157,6 +162,29 @@ def test_silent_uploaders_after_their_408_hold_no_thread(uploads):
         for thread in slow:
             thread.join(20)
         assert answers == [200, 200]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_past_half_the_pool_waiting_for_bodies_an_upload_gets_503_at_once(uploads):
+    """Slow uploads never take the whole pool: past half of it, 503 at once.
+
+    THREADS=2: one thread may wait for a body; a second slow upload meanwhile gets 503 before
+    the first one's 408.
+    """
+    socks = [start_upload(uploads.port) for _ in range(2)]
+    try:
+        with selectors.DefaultSelector() as selector:
+            for sock in socks:
+                selector.register(sock, selectors.EVENT_READ)
+            ready = selector.select(timeout=15)
+        assert ready
+        first = ready[0][0].fileobj
+        assert read_answer(first)[0] == 503
+        other = socks[1] if first is socks[0] else socks[0]
+        assert read_answer(other)[0] == 408
+        assert request(uploads.port, 'GET', '/healthcheck', timeout=5)[0] == 200
     finally:
         for sock in socks:
             sock.close()

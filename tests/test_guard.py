@@ -570,6 +570,19 @@ def test_a_body_that_does_not_arrive_in_time_gets_408():
         silent.release.set()
 
 
+def test_past_the_cap_of_threads_waiting_for_bodies_an_upload_gets_503_at_once():
+    """With every allowed waiter taken, a read answers 503 without waiting; after, it reads."""
+    waiting = threading.BoundedSemaphore(1)
+    waiting.acquire()
+    body = server.DeadlineInput(io.BytesIO(b'a=1'), 100, 5, waiting=waiting)
+    with pytest.raises(cherrypy.HTTPError) as raised:
+        body.read()
+    assert raised.value.status == 503
+    waiting.release()
+    assert body.read() == b'a=1'
+    assert waiting.acquire(blocking=False)  # the read gave its place back
+
+
 def test_a_reset_while_reading_leaves_what_came():
     """A connection reset ends the body; the handler gets what arrived."""
     silent = Silent()
