@@ -888,7 +888,7 @@ def _cut_short(page):
 
 
 class Streamed:
-    """A big answer that granian_runner has a thread of its own pull, STREAM_CHUNK at a time.
+    """A big answer that streaming_runner has a thread of its own pull, STREAM_CHUNK at a time.
 
     CherryPy's request has ended; what is left is its body iterator (a file read as it goes).
     Under another WSGI server it is an ordinary iterable.
@@ -940,9 +940,8 @@ class _Protocol:
         self.protocol.response_iter(status, headers, body)
 
 
-def granian_runner(app, scope_opts, log_access_fmt=None):
-    """Return granian's WSGI runner for `app`; Streamed answers go from threads of their own."""
-    runner = wsgi_callback(app, scope_opts, log_access_fmt)
+def streaming_runner(runner):
+    """Return granian's WSGI `runner` (its callback) sending Streamed answers from own threads."""
 
     def run(protocol, scope):
         return runner(_Protocol(protocol), scope)
@@ -1201,7 +1200,8 @@ def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threa
         static_path, *ssl_ctx, metrics_settings)
     serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
     try:
-        serve(_new_cbscheduler(loop, granian_runner(callback, scope_opts, log_access_fmt),
+        serve(_new_cbscheduler(loop, streaming_runner(wsgi_callback(
+            callback, scope_opts, log_access_fmt)),
                                impl_asyncio=task_impl == TaskImpl.asyncio), loop, stop)
         stopped.wait()
     finally:

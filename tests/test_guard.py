@@ -276,7 +276,7 @@ def test_the_runner_sends_streamed_answers_from_a_thread_of_their_own(answer, ki
         return answer
 
     protocol = Protocol()
-    server.granian_runner(app, {})(protocol, {'PATH_INFO': '/'})
+    server.streaming_runner(server.wsgi_callback(app, {}))(protocol, {'PATH_INFO': '/'})
     assert protocol.done.wait(5)
     sent_kind, status, _, thread = protocol.sent[0]
     assert (sent_kind, status) == (kind, 200)
@@ -290,8 +290,8 @@ def test_a_streamed_answer_with_no_thread_to_be_had_goes_from_the_pool_thread(mo
 
     monkeypatch.setattr(threading.Thread, 'start', refuse)
     protocol = Protocol()
-    server.granian_runner(lambda environ, start: start('200 OK', []) or server.Streamed(
-        [b'streamed']), {})(protocol, {'PATH_INFO': '/'})
+    server.streaming_runner(server.wsgi_callback(lambda environ, start: start(
+        '200 OK', []) or server.Streamed([b'streamed']), {}))(protocol, {'PATH_INFO': '/'})
     assert protocol.sent[0][::2] == ('iter', b'streamed')
     assert protocol.sent[0][3] is threading.current_thread()
 
