@@ -23,35 +23,53 @@ class DeadlineInput:
 
     granian's body reads block the calling thread until the client sends. The read runs in a
     thread of its own so the worker thread waits at most `timeout` seconds; a client still
-    sending then gets 408 and a close, and the reading thread ends with the connection.
-    Nothing reads until the app asks: paths that take no body never wait for one.
+    sending then gets 408 and a close (Guard.cut_off), which also ends the reading thread.
+    `pending` tells whether a read is still waiting for the client. Nothing reads until the
+    app asks: paths that take no body never wait for one.
     """
 
-    def __init__(self, raw, limit, timeout, content_type=''):
+    def __init__(self, raw, limit, timeout, content_type='', waiting=None):
         self.raw, self.limit, self.timeout = raw, limit, timeout
         self.content_type = content_type
+        self.waiting = waiting
         self.buffer = None
+        self.pending = False
 
     def _load(self):
         """Read the whole body (up to limit + 1 bytes) within the timeout, or raise."""
         if self.buffer is not None:
             return self.buffer
+        # Threads waiting for bodies at once are capped (Guard): slow uploads to a handler
+        # never take the whole pool for BODY_TIMEOUT; one past the cap gets 503 at once.
+        if self.waiting is not None and not self.waiting.acquire(blocking=False):
+            raise cherrypy.HTTPError(503, 'Too many uploads are arriving at once.')
+        try:
+            return self._read_within_timeout()
+        finally:
+            if self.waiting is not None:
+                self.waiting.release()
+
+    def _read_within_timeout(self):
+        """Read the body in a thread of its own; wait for it at most `timeout` s."""
         chunks, done = [], threading.Event()
 
         def read():
             # A reset connection ends the body: what came is what the handler gets.
             with contextlib.suppress(Exception):
                 left = self.limit + 1
-                while left > 0:
+                while left > 0 and not done.is_set():
                     chunk = self.raw.read(min(left, 65536))
                     if not chunk:
                         break
                     chunks.append(chunk)
                     left -= len(chunk)
+            self.pending = False
             done.set()
 
+        self.pending = True
         threading.Thread(target=read, name='body-reader', daemon=True).start()
         if not done.wait(self.timeout):
+            done.set()  # the reader stops after the read in progress
             raise cherrypy.HTTPError(408, 'The request body did not arrive in time.')
         body = b''.join(chunks)
         if too_many_parts(self.content_type, body):
@@ -100,3 +118,5 @@ def takes_body():
 
 # Where configure() leaves BODY_TIMEOUT for mount(); no CherryPy namespace reads it.
 BODY_TIMEOUT_KEY = 'landing.body_timeout'
+# Where configure() leaves how many threads may wait for bodies at once: half the pool.
+BODY_WAITERS_KEY = 'landing.body_waiters'

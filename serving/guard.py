@@ -1,6 +1,8 @@
 """The guard: a WSGI layer around cherrypy.tree for refusals, security headers and answers."""
 import logging
 import sys
+import threading
+import time
 
 import cherrypy
 
@@ -9,11 +11,15 @@ from serving.bodies import DeadlineInput
 from serving.refusals import refusal, tidy
 from serving.request import SERVER_ERROR, error_page
 from serving.settings import DEFAULTS
+from serving.streaming import Streamed
 
-# Answers with a length up to this size (every static file short of it) are handed to granian
-# whole, which writes them from its own I/O: a slow reader holds memory, never a thread.
-# Bigger ones stream, pulled by the worker thread.
-ONE_PIECE = 64 * 1024 * 1024
+# Answers with a length up to this size (the page, the logo) are handed to granian whole,
+# which writes them from its own I/O: a slow reader holds at most this much, never a thread.
+# Bigger ones (a big file in static/) are pulled by a thread of their own (streaming.py).
+ONE_PIECE = 64 * 1024
+# After a 408 whose body read is still pending, how long the cut-short answer waits before it
+# ends, so that hyper sends what it has before it drops the connection (Guard.cut_off).
+CUT_OFF_GRACE = 0.05
 
 
 # The environ key where the guard notes which handler answered (metrics.route_of).
@@ -45,11 +51,14 @@ class Guard:
     metrics = None
 
     def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size'],
-                 body_timeout=DEFAULTS['server.body_timeout']):
+                 body_timeout=DEFAULTS['server.body_timeout'], body_waiters=None):
         self.app = app
         self.draining = draining
         self.max_body = max_body
         self.body_timeout = body_timeout
+        # At most this many threads wait for request bodies at once (None: no cap).
+        self.body_waiting = (threading.BoundedSemaphore(body_waiters) if body_waiters
+                             else None)
 
     def headers(self, headers):
         """Return `headers` with RESPONSE_HEADERS in place, and Connection: close when draining."""
@@ -99,9 +108,9 @@ class Guard:
             environ[ROUTE] = 'refused'
             return self.page(start_response, refused[0])
         tidy(environ)
-        environ['wsgi.input'] = DeadlineInput(
+        body = environ['wsgi.input'] = DeadlineInput(
             environ['wsgi.input'], self.max_body, self.body_timeout,
-            environ.get('CONTENT_TYPE', ''))
+            environ.get('CONTENT_TYPE', ''), self.body_waiting)
         held = []
 
         def start(status, headers, exc_info=None):
@@ -118,7 +127,25 @@ class Guard:
         if self.metrics is not None:
             # Which handler answered: CherryPy forgets once the answer closes.
             environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
+        if body.pending:
+            if hasattr(answer, 'close'):
+                answer.close()
+            return self.cut_off(start_response)
         return self.forward(answer, held, start_response)
+
+    def cut_off(self, start_response):
+        """Answer 408 to a request whose body read is still pending, and drop the connection.
+
+        granian 2.8.7 takes the read's lock once the app returns, holding the GIL: while the
+        client sends nothing, the whole worker would stop. An answer that ends short of its
+        Content-Length makes hyper drop the connection, which ends the read at once.
+        """
+        status = '408 Request Timeout'
+        page = error_page(status, '', '', '').encode()
+        start_response(status, self.headers([
+            ('Content-Type', 'text/html; charset=utf-8'),
+            ('Content-Length', str(len(page) + 1)), ('Connection', 'close')]))
+        return _cut_short(page)
 
     def forward(self, answer, held, start_response):
         """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
@@ -134,12 +161,21 @@ class Guard:
             return self.page(start_response, status, close=status.startswith('408'))
         start_response(status, self.headers(headers), exc_info)
         length = next((v for n, v in headers if n.lower() == 'content-length'), None)
-        if length is None or not length.isdigit() or int(length) > ONE_PIECE:
-            return answer
+        if length is None or not length.isdigit() or cherrypy.serving.response.stream:
+            return answer  # a handler's own stream: its code runs in this thread
         # granian writes a list in one piece from its own I/O thread; an iterator is pulled
-        # by this worker thread, which then waits on a slow reader.
+        # by this worker thread, which then waits on a slow reader: a big answer (a file,
+        # read as it goes) is pulled by a thread of its own instead (Streamed).
         try:
+            if int(length) > ONE_PIECE:
+                return Streamed(answer)
             return [b''.join(answer)]
         finally:
             if hasattr(answer, 'close'):
-                answer.close()
+                answer.close()  # CherryPy's request ends in this thread; a file stays open
+
+
+def _cut_short(page):
+    """Yield `page`, then end after CUT_OFF_GRACE: hyper sends it, then drops the connection."""
+    yield page
+    time.sleep(CUT_OFF_GRACE)

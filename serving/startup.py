@@ -17,7 +17,7 @@ import cherrypy
 from serving import handlers, stop_early
 from serving.access_log import AccessLog, prepare_apps
 from serving.app_config import check_app_config
-from serving.bodies import BODY_TIMEOUT_KEY
+from serving.bodies import BODY_TIMEOUT_KEY, BODY_WAITERS_KEY
 from serving.guard import Guard
 from serving.health import draining
 from serving.request import GuardedRequest, error_page
@@ -80,6 +80,7 @@ def configure(environ):
         'tools.handler.on': True,
         'request.body.maxbytes': settings['server.max_request_body_size'],
         BODY_TIMEOUT_KEY: settings['server.body_timeout'],
+        BODY_WAITERS_KEY: max(1, settings['server.thread_pool'] // 2),
     })
     # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
     cherrypy.server.unsubscribe()
@@ -100,7 +101,8 @@ def mount(root, config_path):
     # The cap and deadline configure() gave (server.* settings stay out of CherryPy's config).
     return Guard(cherrypy.tree, draining, cherrypy.config.get(
         'request.body.maxbytes', DEFAULTS['server.max_request_body_size']),
-        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']))
+        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']),
+        cherrypy.config.get(BODY_WAITERS_KEY))
 
 
 def load_fresh_app(root, config_path, supervisor, _target):

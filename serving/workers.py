@@ -16,6 +16,7 @@ from granian.wsgi import _callback_wrapper as wsgi_callback
 
 from serving.health import shared, stopping
 from serving.settings import WHOLE_NUMBER_VARIABLES
+from serving.streaming import streaming_runner
 
 # Seconds between two heartbeats of a worker, and between two looks of the watchdog at them.
 HEARTBEAT_EVERY = 0.1
@@ -125,7 +126,8 @@ def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threa
         static_path, *ssl_ctx, metrics_settings)
     serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
     try:
-        serve(_new_cbscheduler(loop, wsgi_callback(callback, scope_opts, log_access_fmt),
+        serve(_new_cbscheduler(loop, streaming_runner(wsgi_callback(
+            callback, scope_opts, log_access_fmt)),
                                impl_asyncio=task_impl == TaskImpl.asyncio), loop, stop)
         stopped.wait()
     finally:
