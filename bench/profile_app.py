@@ -61,8 +61,8 @@ def mount(app_dir):
     import serving.startup
 
     # configure() also subscribes what runs at engine start (the fast access log), so it runs.
-    serving.startup.configure({})
-    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH)
+    settings = serving.startup.configure({})
+    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH, settings)
     cherrypy.engine.start()
     return app
 

@@ -9,9 +9,16 @@ import cherrypy
 # CherryPy parses a multipart part for ~0.15 ms of CPU: 950 tiny parts in a 64 KiB body cost
 # 0.14 s. A body of more parts gets 413 before CherryPy parses it.
 MAX_PARTS = 100
-
-
 _BOUNDARY = re.compile(r'boundary="?([^";,\s]+)', re.IGNORECASE)
+
+# A landing page takes no uploads: bigger bodies get 413. The seed in landing.py may set
+# CherryPy's own `server.max_request_body_size` instead.
+MAX_BODY = 64 * 1024
+
+
+def max_body():
+    """Return the body cap: the seed's server.max_request_body_size, else MAX_BODY."""
+    return cherrypy.config.get('server.max_request_body_size', MAX_BODY)
 
 
 class BodyTimeout(Exception):
@@ -114,9 +121,3 @@ def takes_body():
     if (handler is None or isinstance(handler, cherrypy.NotFound)
             or any(tools.get(name, {}).get('on') for name in ('staticdir', 'staticfile'))):
         request.process_request_body = False
-
-
-# Where configure() leaves BODY_TIMEOUT for mount(); no CherryPy namespace reads it.
-BODY_TIMEOUT_KEY = 'landing.body_timeout'
-# Where configure() leaves how many threads may wait for bodies at once: half the pool.
-BODY_WAITERS_KEY = 'landing.body_waiters'

@@ -7,10 +7,9 @@ import time
 import cherrypy
 
 from serving import metrics
-from serving.bodies import DeadlineInput
+from serving.bodies import MAX_BODY, DeadlineInput
 from serving.refusals import refusal, tidy
 from serving.request import SERVER_ERROR, error_page
-from serving.settings import DEFAULTS
 from serving.streaming import Streamed
 
 # Answers with a length up to this size (the page, the logo) are handed to granian whole,
@@ -50,8 +49,7 @@ class Guard:
 
     metrics = None
 
-    def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size'],
-                 body_timeout=DEFAULTS['server.body_timeout'], body_waiters=None):
+    def __init__(self, app, draining, max_body=MAX_BODY, body_timeout=10, body_waiters=None):
         self.app = app
         self.draining = draining
         self.max_body = max_body

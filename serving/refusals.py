@@ -5,7 +5,7 @@ import urllib.parse
 
 from cherrypy.lib import httputil
 
-from serving.settings import DEFAULTS
+from serving.bodies import MAX_BODY
 
 # Longest request target (path and query) the guard passes to CherryPy; longer gets 414.
 # CherryPy's dispatch and config lookup cost grows with the path: 8,000 segments took 0.4 s.
@@ -85,7 +85,7 @@ def header_refusal(environ):
     return None
 
 
-def refusal(environ, max_body=DEFAULTS['server.max_request_body_size']):
+def refusal(environ, max_body=MAX_BODY):
     """Return (status, reason) for a request the app must not see, or None to pass it on."""
     host = environ.get('HTTP_HOST', '')
     # Two Host fields arrive joined by a comma, which the pattern refuses. HTTP/1.1 needs one.

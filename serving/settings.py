@@ -1,108 +1,138 @@
-"""The server's settings: defaults, then the seed's config (landing.py), then the environment."""
+"""The server's settings: one typed object, from landing.py's seed, then the environment.
+
+The seed (`cherrypy.config.update` in landing.py) names the host, port and threads with
+CherryPy's own keys; every other setting has its default here. `VARIABLES` is the one table
+of environment variables: what `Settings.from_environ` reads, and what the README's
+configuration table is checked against.
+"""
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
 import cherrypy
-
-# How the server runs, beside the seed's host, port, threads and trailing-slash settings.
-DEFAULTS = {
-    'environment': 'production',
-    # production turns screen logging off; a container must log to stdout/stderr.
-    'log.screen': True,
-    'server.workers': 1,
-    # Connections held open per worker (idle keep-alive, pre-opened, slow); more wait in the
-    # backlog. Silent connections cost memory only, never a thread: at worst ~48 KiB each
-    # (15 KB of unfinished headers), so 768 fit the 128 MiB pod of deploy/kubernetes beside
-    # the server itself (the arithmetic: docs/load-balancer.md, "A memory budget").
-    'server.max_connections': 768,
-    # A burst of load-balancer connections must queue, not be refused.
-    'server.socket_queue_size': 1024,
-    # Idle keep-alive connections (and headers still arriving) are kept this long: AWS load
-    # balancers keep idle connections 60 s and expect the backend to outlast them.
-    'server.keepalive_timeout': 75,
-    'server.shutdown_timeout': 10,
-    # Seconds between SIGTERM and stopping, failing health checks meanwhile.
-    'server.drain_seconds': 0,
-    # Access-log lines: Apache's Combined Log Format, or one JSON object each (LOG_FORMAT).
-    'server.log_format': 'combined',
-    # RELOAD=1: restart the workers when a file of the app changes (development only).
-    'server.reload': 0,
-    # Prometheus metrics on a port of their own, never the public one (serving/metrics.py); 0: off.
-    # 9464 is the customary port of a Prometheus exporter beside an app (OpenTelemetry's).
-    'server.metrics_port': 9464,
-    # Where /metrics listens: loopback unless set (the Kubernetes Deployment sets 0.0.0.0), so
-    # a host port published for the site never publishes the metrics with it.
-    'server.metrics_host': '127.0.0.1',
-    # Seconds a worker may show no sign of life before it is killed and replaced (0: never).
-    # A thread of its own beats every 0.1 s, so a handler busy in its thread never counts:
-    # only a process that runs no Python at all (stopped, deadlocked, stuck in C) misses them.
-    # 10 s: well past any pause of a healthy process (a GC pass, a CPU-starved node), and a
-    # third of the 30 s Kubernetes' default liveness probe (3 x 10 s) takes to notice.
-    'server.worker_timeout': 10,
-    # A landing page takes no uploads: bigger bodies get 413.
-    'server.max_request_body_size': 64 * 1024,
-    # Seconds a handler that reads a body waits for all of it; a slower upload gets 408.
-    'server.body_timeout': 10,
-}
-
-
-# LOG_FORMAT: the access log's line format.
-LOG_FORMATS = ('combined', 'json')
-
-
-# Folders under the app's that RELOAD=1 does not watch.
-RELOAD_IGNORED = ['.venv', '.git', 'tests', 'bench', 'test-output', 'docs', 'deploy']
-
-
-# Environment variable -> (setting, lowest and highest whole number it accepts).
-WHOLE_NUMBER_VARIABLES = {
-    'PORT': ('server.socket_port', 1, 65535),
-    'THREADS': ('server.thread_pool', 1, 10000),
-    'WORKERS': ('server.workers', 1, 64),
-    'BACKLOG': ('server.socket_queue_size', 1, 65535),
-    'MAX_CONNECTIONS': ('server.max_connections', 1, 1000000),
-    'KEEPALIVE_TIMEOUT': ('server.keepalive_timeout', 1, 86400),
-    'SHUTDOWN_TIMEOUT': ('server.shutdown_timeout', 1, 3600),
-    'DRAIN_SECONDS': ('server.drain_seconds', 0, 3600),
-    'RELOAD': ('server.reload', 0, 1),
-    'METRICS_PORT': ('server.metrics_port', 0, 65535),
-    'WORKER_TIMEOUT': ('server.worker_timeout', 0, 3600),
-    'BODY_TIMEOUT': ('server.body_timeout', 1, 3600),
-}
-
-
-# Environment variable -> setting, for addresses to bind.
-ADDRESS_VARIABLES = {'HOST': 'server.socket_host', 'METRICS_HOST': 'server.metrics_host'}
 
 
 class ConfigError(ValueError):
     """An environment variable holds a value the server cannot run with."""
 
 
-def _whole_number(environ, name, low, high):
-    """Read environment variable `name` as ASCII digits making a number in [low, high]."""
-    raw = environ[name]
-    # int() also takes '+8080', '3_4829', ' 80 ' and Arabic-Indic digits: none is a port.
-    if not (raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
-        raise ConfigError(f'{name} must be a whole number from {low} to {high}, got {raw!r}')
-    return int(raw)
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How the server runs. Each field is one environment variable's (VARIABLES)."""
+
+    host: str = '0.0.0.0'
+    port: int = 80
+    threads: int = 100
+    workers: int = 1
+    # A burst of load-balancer connections must queue, not be refused.
+    backlog: int = 1024
+    # Connections held open per worker (idle keep-alive, pre-opened, slow); more wait in the
+    # backlog. Silent connections cost memory only, never a thread: at worst ~48 KiB each
+    # (15 KB of unfinished headers), so 768 fit the 128 MiB pod of deploy/kubernetes beside
+    # the server itself (the arithmetic: docs/load-balancer.md, "A memory budget").
+    max_connections: int = 768
+    # Idle keep-alive connections (and headers still arriving) are kept this long: AWS load
+    # balancers keep idle connections 60 s and expect the backend to outlast them.
+    keepalive_timeout: int = 75
+    shutdown_timeout: int = 10
+    # Seconds between SIGTERM and stopping, failing health checks meanwhile.
+    drain_seconds: int = 0
+    # Access-log lines: Apache's Combined Log Format, or one JSON object each.
+    log_format: str = 'combined'
+    # Restart the workers when a file of the app changes (./run.sh --dev; development only).
+    reload: bool = False
+    # Prometheus metrics on a port of their own, never the public one (serving/metrics.py);
+    # 0: off. 9464 is the customary port of an exporter beside an app (OpenTelemetry's).
+    metrics_port: int = 9464
+    # Where /metrics listens: loopback unless set (the Kubernetes Deployment sets 0.0.0.0), so
+    # a host port published for the site never publishes the metrics with it.
+    metrics_host: str = '127.0.0.1'
+    # Seconds a worker may show no sign of life before it is killed and replaced (0: never).
+    # A thread of its own beats every 0.1 s, so a handler busy in its thread never counts:
+    # only a process that runs no Python at all (stopped, deadlocked, stuck in C) misses them.
+    # 10 s: well past any pause of a healthy process (a GC pass, a CPU-starved node), and a
+    # third of the 30 s Kubernetes' default liveness probe (3 x 10 s) takes to notice.
+    worker_timeout: int = 10
+    # Seconds a handler that reads a body waits for all of it; a slower upload gets 408.
+    body_timeout: int = 10
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str],
+                     seed: Mapping[str, Any] | None = None) -> 'Settings':
+        """Return the defaults, then the seed's config (landing.py), then the environment."""
+        seed = cherrypy.config if seed is None else seed
+        values: dict[str, Any] = {field: seed[key] for key, field in SEED_KEYS.items()
+                                  if key in seed}
+        for variable in VARIABLES:
+            if variable.name in environ:
+                values[variable.field] = variable.read(environ[variable.name])
+        settings = cls(**values)
+        if settings.metrics_port == settings.port:
+            raise ConfigError(f'METRICS_PORT must differ from PORT ({settings.port})')
+        return settings
 
 
-def settings_from(environ, seed=None):
-    """Return the settings: DEFAULTS, then the seed's config (landing.py), then the environment."""
-    settings = dict(DEFAULTS)
-    settings.update(cherrypy.config if seed is None else seed)
-    if 'LOG_FORMAT' in environ:
-        value = environ['LOG_FORMAT']
-        if value not in LOG_FORMATS:
-            raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
-        settings['server.log_format'] = value
-    for name, key in ADDRESS_VARIABLES.items():
-        if name in environ:
-            host = environ[name].strip()
+# The seed's CherryPy keys (landing.py's cherrypy.config.update) and the settings they give.
+SEED_KEYS = {'server.socket_host': 'host', 'server.socket_port': 'port',
+             'server.thread_pool': 'threads'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    """One environment variable: the setting it gives and the values it accepts."""
+
+    name: str
+    field: str
+    # Whole numbers from low to high; an address to bind; or one of the choices.
+    low: int = 0
+    high: int = 0
+    address: bool = False
+    choices: tuple[str, ...] = ()
+
+    def read(self, raw: str) -> Any:
+        """Return the setting's value for `raw`, or raise ConfigError naming the variable."""
+        if self.choices:
+            if raw not in self.choices:
+                raise ConfigError(f"{self.name} must be one of {', '.join(self.choices)}, "
+                                  f'got {raw!r}')
+            return raw
+        if self.address:
+            host = raw.strip()
             if not host or not host.isascii() or any(c.isspace() for c in host):
-                raise ConfigError(f'{name} must be an address to bind, got {environ[name]!r}')
-            settings[key] = host
-    for name, (key, low, high) in WHOLE_NUMBER_VARIABLES.items():
-        if name in environ:
-            settings[key] = _whole_number(environ, name, low, high)
-    if settings['server.metrics_port'] == settings.get('server.socket_port'):
-        raise ConfigError(f"METRICS_PORT must differ from PORT ({settings['server.socket_port']})")
-    return settings
+                raise ConfigError(f'{self.name} must be an address to bind, got {raw!r}')
+            return host
+        # int() also takes '+8080', '3_4829', ' 80 ' and Arabic-Indic digits: none is a port.
+        if not (raw.isascii() and raw.isdigit() and self.low <= int(raw) <= self.high):
+            raise ConfigError(f'{self.name} must be a whole number from {self.low} to '
+                              f'{self.high}, got {raw!r}')
+        value = int(raw)
+        return bool(value) if self.field == 'reload' else value
+
+
+# Every environment variable the server reads, in the README's order.
+VARIABLES = (
+    Variable('HOST', 'host', address=True),
+    Variable('PORT', 'port', 1, 65535),
+    Variable('THREADS', 'threads', 1, 10000),
+    Variable('WORKERS', 'workers', 1, 64),
+    Variable('BACKLOG', 'backlog', 1, 65535),
+    Variable('MAX_CONNECTIONS', 'max_connections', 1, 1000000),
+    Variable('KEEPALIVE_TIMEOUT', 'keepalive_timeout', 1, 86400),
+    Variable('SHUTDOWN_TIMEOUT', 'shutdown_timeout', 1, 3600),
+    Variable('DRAIN_SECONDS', 'drain_seconds', 0, 3600),
+    Variable('LOG_FORMAT', 'log_format', choices=('combined', 'json')),
+    Variable('RELOAD', 'reload', 0, 1),
+    Variable('METRICS_PORT', 'metrics_port', 0, 65535),
+    Variable('METRICS_HOST', 'metrics_host', address=True),
+    Variable('WORKER_TIMEOUT', 'worker_timeout', 0, 3600),
+    Variable('BODY_TIMEOUT', 'body_timeout', 1, 3600),
+)
+# The most workers a server can have (the shared heartbeat table is sized for it).
+MAX_WORKERS = next(variable.high for variable in VARIABLES if variable.name == 'WORKERS')
+
+# CherryPy's own settings for the app, beside the seed's: production, logging to the screen.
+CHERRYPY_DEFAULTS = {
+    'environment': 'production',
+    # production turns screen logging off; a container must log to stdout/stderr.
+    'log.screen': True,
+}

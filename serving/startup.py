@@ -17,11 +17,11 @@ import cherrypy
 from serving import handlers, stop_early
 from serving.access_log import AccessLog, prepare_apps
 from serving.app_config import check_app_config
-from serving.bodies import BODY_TIMEOUT_KEY, BODY_WAITERS_KEY
+from serving.bodies import max_body
 from serving.guard import Guard
 from serving.health import draining
 from serving.request import GuardedRequest, error_page
-from serving.settings import DEFAULTS, ConfigError, settings_from
+from serving.settings import CHERRYPY_DEFAULTS, ConfigError, Settings
 from serving.supervisor import build_server, log
 from serving.workers import begin_worker, run_worker, start_engine, traced_in_every_thread
 
@@ -64,13 +64,14 @@ def bindable_address(host, port, name='HOST'):
 
 
 def configure(environ):
-    """Apply DEFAULTS and environment overrides to CherryPy and return the settings."""
-    settings = settings_from(environ)
+    """Configure CherryPy for serving and return the Settings (landing.py's seed, then environ)."""
+    settings = Settings.from_environ(environ)
     # CherryPy's log lines print none of these; looking them up cost a getpid() per request.
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
-    # The server's own settings stay out of CherryPy's config: every request copies the global
-    # config and walks each key (about 1 µs a key), and these are granian's, not CherryPy's.
-    cherrypy.config.update({key: value for key, value in settings.items()
+    # The seed's server.* keys stay out of the config requests copy: every request copies the
+    # global config and walks each key (about 1 µs a key), and they are granian's business.
+    merged = {**CHERRYPY_DEFAULTS, **cherrypy.config}
+    cherrypy.config.update({key: value for key, value in merged.items()
                             if not key.startswith('server.')})
     cherrypy.tools.handler = handlers.TOOL
     cherrypy.config.update({
@@ -78,18 +79,16 @@ def configure(environ):
         # Unused query parameters dropped, str answers sent as UTF-8 (prepare_handler).
         'tools.encode.on': False,
         'tools.handler.on': True,
-        'request.body.maxbytes': settings['server.max_request_body_size'],
-        BODY_TIMEOUT_KEY: settings['server.body_timeout'],
-        BODY_WAITERS_KEY: max(1, settings['server.thread_pool'] // 2),
+        'request.body.maxbytes': max_body(),
     })
     # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
     cherrypy.server.unsubscribe()
     cherrypy.engine.subscribe('start', prepare_apps, priority=10)
-    AccessLog.json = settings['server.log_format'] == 'json'
+    AccessLog.json = settings.log_format == 'json'
     return settings
 
 
-def mount(root, config_path):
+def mount(root, config_path, settings):
     """Mount `root` at / with the app config in `config_path`; return the WSGI app to serve."""
     check_app_config(config_path)
     app_dir = os.path.dirname(os.path.abspath(config_path))
@@ -98,11 +97,9 @@ def mount(root, config_path):
         'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
     app.merge(config_path)
     app.request_class = GuardedRequest
-    # The cap and deadline configure() gave (server.* settings stay out of CherryPy's config).
-    return Guard(cherrypy.tree, draining, cherrypy.config.get(
-        'request.body.maxbytes', DEFAULTS['server.max_request_body_size']),
-        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']),
-        cherrypy.config.get(BODY_WAITERS_KEY))
+    # At most half the pool waits for request bodies at once.
+    return Guard(cherrypy.tree, draining, max_body(), settings.body_timeout,
+                 max(1, settings.threads // 2))
 
 
 def load_fresh_app(root, config_path, supervisor, _target):
@@ -115,8 +112,7 @@ def load_fresh_app(root, config_path, supervisor, _target):
     begin_worker(supervisor)
     try:
         root_class = getattr(importlib.import_module(root[0]), root[1])
-        configure(os.environ)
-        app = mount(root_class(), config_path)
+        app = mount(root_class(), config_path, configure(os.environ))
     except ConfigError as error:
         sys.exit(f'landing: {error}\nlanding: fix it and save: the server is still watching')
     except Exception as error:
@@ -161,7 +157,7 @@ def keep_main_out_of_spawned_workers():
 
 def open_metrics_listener(settings):
     """Bind the metrics port now, before any worker starts, or raise ConfigError naming it."""
-    host, port = settings['server.metrics_host'], settings['server.metrics_port']
+    host, port = settings.metrics_host, settings.metrics_port
     address = bindable_address(host, port, 'METRICS_HOST')  # names a port in use in one line
     return socket.create_server((address, port), backlog=128,
                                 family=socket.AF_INET6 if ':' in address else socket.AF_INET)
@@ -174,24 +170,23 @@ def serve(root, config_path, environ=os.environ):
         signal.signal(signum, lambda *_: stop_early.signals.append(True))
     if stop_early.signals:
         return  # stopped before anything started
+    metrics_listener = None
     try:
         settings = configure(environ)
-        settings['server.bind_address'] = bindable_address(
-            settings['server.socket_host'], settings['server.socket_port'])
-        settings['server.app_dir'] = os.path.dirname(os.path.abspath(config_path))
-        app = mount(root, config_path)
-        if settings['server.metrics_port'] and not settings['server.reload']:
-            settings['server.metrics_listener'] = open_metrics_listener(settings)
+        address = bindable_address(settings.host, settings.port)
+        app = mount(root, config_path, settings)
+        if settings.metrics_port and not settings.reload:
+            metrics_listener = open_metrics_listener(settings)
     except ConfigError as error:
         sys.exit(f'landing: {error}')
     raise_open_files_limit()
-    log(f"host={settings['server.socket_host']} port={settings['server.socket_port']} "
-        f"threads={settings['server.thread_pool']} workers={settings['server.workers']}"
-        + (' reload=on' if settings['server.reload'] else ''), 'SETTINGS')
-    server = build_server(settings, app)
+    log(f'host={settings.host} port={settings.port} threads={settings.threads} '
+        f'workers={settings.workers}' + (' reload=on' if settings.reload else ''), 'SETTINGS')
+    server = build_server(settings, app, address,
+                          os.path.dirname(os.path.abspath(config_path)), metrics_listener)
     server.on_startup(functools.partial(stop_if_signalled_early, server))
     try:
-        if settings['server.reload']:
+        if settings.reload:
             # Spawned workers import the app's files afresh, edits included; forked ones
             # would inherit the code this process imported at start.
             multiprocessing.set_start_method('spawn', force=True)

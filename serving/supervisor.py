@@ -16,7 +16,6 @@ from granian.server import MPServer
 
 from serving import metrics
 from serving.health import draining, stopping
-from serving.settings import RELOAD_IGNORED
 from serving.workers import (
     begin_worker,
     heartbeats,
@@ -31,9 +30,10 @@ HEADER_BUFFER = 16 * 1024
 
 # Descriptors kept back from connections for everything else a worker opens.
 FILES_RESERVED = 64
-
-
+# Seconds between two looks of the watchdog at the workers' heartbeats.
 WATCH_EVERY = 1.0
+# Folders under the app's that RELOAD=1 does not watch.
+RELOAD_IGNORED = ['.venv', '.git', 'tests', 'bench', 'test-output', 'docs', 'deploy']
 
 
 class _QuietThreadsWarning(logging.Filter):
@@ -71,10 +71,13 @@ class Server(MPServer):
     are started.
     """
 
-    app = None
-    drain_seconds = 0
-    metrics = None
-    worker_timeout = 0
+    def __init__(self, target, *, app, drain_seconds=0, metrics=None, worker_timeout=0,
+                 **options):
+        super().__init__(target, **options)
+        self.app = app
+        self.drain_seconds = drain_seconds
+        self.metrics = metrics
+        self.worker_timeout = worker_timeout
 
     def startup(self, spawn_target, target_loader):
         """Start as granian does; SIGQUIT stops like SIGTERM; serve /metrics, watch the workers."""
@@ -153,39 +156,48 @@ def connections_per_worker(settings):
     """Return how many connections a worker may hold: MAX_CONNECTIONS, within the files limit."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     # Each worker keeps a few descriptors of its own (listener, pipes, logs, static files).
-    spare = max(soft - FILES_RESERVED, 16) // settings['server.workers']
-    return max(1, min(settings['server.max_connections'], spare))
+    spare = max(soft - FILES_RESERVED, 16) // settings.workers
+    return max(1, min(settings.max_connections, spare))
 
 
-def build_server(settings, app):
-    """Return a granian Server for the settings, serving the WSGI `app` in its workers."""
-    server = Server(
+def build_server(settings, app, address, app_dir, metrics_listener=None):
+    """Return a granian Server for `settings`, serving the WSGI `app` in its workers.
+
+    It listens on `address` (bindable_address's), watches `app_dir` with RELOAD=1, and with
+    `metrics_listener` (a bound socket) serves /metrics.
+    """
+    return Server(
         'landing:Landing',  # granian wants a target name; load_app() returns the app itself
-        address=settings['server.bind_address'],
-        port=settings['server.socket_port'],
+        app=app,
+        drain_seconds=settings.drain_seconds,
+        worker_timeout=0 if settings.reload else settings.worker_timeout,
+        metrics=metrics_listener and MetricsSettings(
+            metrics_listener, metrics.prepare_directory(), settings.threads),
+        address=address,
+        port=settings.port,
         interface=Interfaces.WSGI,
-        workers=settings['server.workers'],
-        blocking_threads=settings['server.thread_pool'],
-        backlog=settings['server.socket_queue_size'],
+        workers=settings.workers,
+        blocking_threads=settings.threads,
+        backlog=settings.backlog,
         # Connections each worker holds open at once; past it, new ones wait in the kernel's
         # backlog. Kept under the open-files limit, so the server never runs out of them.
         backpressure=connections_per_worker(settings),
         http=HTTPModes.http1,
         websockets=False,
         http1_settings=HTTP1Settings(
-            header_read_timeout=settings['server.keepalive_timeout'] * 1000,
+            header_read_timeout=settings.keepalive_timeout * 1000,
             max_buffer_size=HEADER_BUFFER),
-        workers_kill_timeout=settings['server.shutdown_timeout'],
+        workers_kill_timeout=settings.shutdown_timeout,
         log_dictconfig=GRANIAN_LOGGING,
         # A worker that dies (killed, out of memory, os._exit in a handler) is replaced while
         # the others serve on; one that dies again within 5.5 s of its replacement (a crash at
         # start, say) stops the server with exit 1 and "Worker crash loop detected".
-        respawn_failed_workers=not settings['server.reload'],
+        respawn_failed_workers=not settings.reload,
         # RELOAD=1 (./run.sh --dev): granian restarts the workers when a file changes. A
         # worker that cannot load the edited app (a typo) ends; the next save starts anew.
-        reload=settings['server.reload'],
+        reload=settings.reload,
         reload_ignore_worker_failure=True,
-        reload_paths=[Path(settings['server.app_dir'])],
+        reload_paths=[Path(app_dir)],
         reload_ignore_dirs=RELOAD_IGNORED,
         reload_tick=100,
         # granian's own exporter stays off: with it on, granian 2.8.7 starts its metrics
@@ -193,12 +205,3 @@ def build_server(settings, app):
         # in four (measured: 1 of 4 start-ups hung with it on, 0 of 15 with it off).
         metrics_enabled=False,
     )
-    server.app = app
-    server.drain_seconds = settings['server.drain_seconds']
-    if not settings['server.reload']:
-        server.worker_timeout = settings['server.worker_timeout']
-    if settings.get('server.metrics_listener'):
-        server.metrics = MetricsSettings(
-            settings['server.metrics_listener'], metrics.prepare_directory(),
-            settings['server.thread_pool'])
-    return server

@@ -15,7 +15,7 @@ from granian.server.mp import WorkerProcess
 from granian.wsgi import _callback_wrapper as wsgi_callback
 
 from serving.health import shared, stopping
-from serving.settings import WHOLE_NUMBER_VARIABLES
+from serving.settings import MAX_WORKERS
 from serving.streaming import streaming_runner
 
 # Seconds between two heartbeats of a worker, and between two looks of the watchdog at them.
@@ -23,7 +23,7 @@ HEARTBEAT_EVERY = 0.1
 
 
 # Each worker's (PID, time of its last heartbeat), written by the worker, read by the watchdog.
-heartbeats = shared(ctypes.c_double * (2 * WHOLE_NUMBER_VARIABLES['WORKERS'][2]))
+heartbeats = shared(ctypes.c_double * (2 * MAX_WORKERS))
 
 
 # prctl(2) option: the signal a process gets when its parent dies (Linux).

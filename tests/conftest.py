@@ -152,12 +152,26 @@ def start_server(tmp_path):
         process.kill()
 
 
+# Prints the Settings of a fresh `import landing` with no environment, and under 'cherrypy'
+# the CherryPy config serving then runs with (plain values only).
+FRESH_SETTINGS = '''
+import dataclasses, json
+import cherrypy, landing, serving.startup
+settings = dataclasses.asdict(serving.startup.configure({}))
+settings['cherrypy'] = {key: value for key, value in cherrypy.config.items()
+                        if isinstance(value, (str, int, float, bool, type(None)))}
+print(json.dumps(settings))
+'''
+
+
 @pytest.fixture(scope='session')
 def fresh_settings():
-    """The settings a fresh `import landing` gives with no environment, read in a new process."""
+    """The settings a fresh `import landing` gives with no environment, read in a new process.
+
+    The Settings' fields, and under 'cherrypy' the CherryPy config the app runs with.
+    """
     done = subprocess.run(
-        [sys.executable, '-c', 'import json, landing, serving.settings; '
-         'print(json.dumps(serving.settings.settings_from({}), default=str))'],
+        [sys.executable, '-c', FRESH_SETTINGS],
         cwd=ROOT, env={'PATH': os.environ.get('PATH', '')}, capture_output=True, text=True,
         timeout=30, check=True)
     return json.loads(done.stdout)
@@ -208,9 +222,9 @@ class InProcessApp:
 @pytest.fixture(scope='session')
 def in_process():
     """Landing mounted with the real prod.conf and server settings, its engine started here."""
-    serving.startup.configure({})
+    settings = serving.startup.configure({})
     cherrypy.config.update({'log.screen': False})
-    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH)
+    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH, settings)
     cherrypy.engine.start()
     try:
         yield InProcessApp(app)

@@ -168,7 +168,7 @@ def test_an_unknown_log_format_is_refused_naming_the_variable():
     """LOG_FORMAT=xml: ConfigError naming LOG_FORMAT and the formats it takes."""
     with pytest.raises(serving.settings.ConfigError,
                        match="^LOG_FORMAT must be one of combined, json"):
-        serving.settings.settings_from({'LOG_FORMAT': 'xml'}, {})
+        serving.settings.Settings.from_environ({'LOG_FORMAT': 'xml'}, {})
 
 
 def test_json_line_from_the_current_request(in_request, monkeypatch):

@@ -14,51 +14,55 @@ from conftest import ROOT, SEED
 
 def test_defaults_are_the_seeds_in_landing_py(fresh_settings):
     """With no environment: 0.0.0.0:80, 100 threads, no slash redirects, production."""
-    assert {key: fresh_settings[key] for key in SEED} == SEED
-    assert fresh_settings['environment'] == 'production'
+    assert (fresh_settings['host'], fresh_settings['port'], fresh_settings['threads']) == (
+        '0.0.0.0', 80, 100)
+    assert {key: fresh_settings['cherrypy'][key] for key in SEED} == SEED
+    assert fresh_settings['cherrypy']['environment'] == 'production'
 
 
 def test_production_keeps_screen_logging_on(fresh_settings):
     """Production turns screen logging off; ours turns it back on, or a container is silent."""
-    assert fresh_settings['log.screen'] is True
+    assert fresh_settings['cherrypy']['log.screen'] is True
 
 
 def test_load_balancer_defaults_absorb_bursts_and_outlast_idle_timeouts(fresh_settings):
     """Backlog 1024, keep-alive longer than AWS's 60 s, one worker, no drain, a body cap."""
-    assert fresh_settings['server.socket_queue_size'] == 1024
-    assert fresh_settings['server.keepalive_timeout'] > 60
-    assert fresh_settings['server.workers'] == 1
-    assert fresh_settings['server.drain_seconds'] == 0
-    assert 0 < fresh_settings['server.max_request_body_size'] <= 1024 * 1024
+    assert fresh_settings['backlog'] == 1024
+    assert fresh_settings['keepalive_timeout'] > 60
+    assert fresh_settings['workers'] == 1
+    assert fresh_settings['drain_seconds'] == 0
+    assert 0 < fresh_settings['cherrypy']['request.body.maxbytes'] <= 1024 * 1024
 
 
 def test_environment_overrides_host_port_and_threads():
     """HOST, PORT and THREADS override the seed."""
-    settings = serving.settings.settings_from(
+    settings = serving.settings.Settings.from_environ(
         {'HOST': '127.0.0.1', 'PORT': '8080', 'THREADS': '10'}, SEED)
-    assert settings['server.socket_host'] == '127.0.0.1'
-    assert settings['server.socket_port'] == 8080
-    assert settings['server.thread_pool'] == 10
+    assert (settings.host, settings.port, settings.threads) == ('127.0.0.1', 8080, 10)
 
 
-def test_the_seed_overrides_the_server_defaults():
-    """What landing.py's config.update says wins over the server's defaults."""
-    settings = serving.settings.settings_from({}, {'server.keepalive_timeout': 5})
-    assert settings['server.keepalive_timeout'] == 5
+def test_the_seed_gives_host_port_and_threads_with_cherrypys_keys():
+    """landing.py's config.update names them as CherryPy does; the environment wins over it."""
+    seed = {'server.socket_host': '::1', 'server.socket_port': 8081, 'server.thread_pool': 7}
+    settings = serving.settings.Settings.from_environ({}, seed)
+    assert (settings.host, settings.port, settings.threads) == ('::1', 8081, 7)
+    assert serving.settings.Settings.from_environ({'PORT': '8082'}, seed).port == 8082
 
 
-@pytest.mark.parametrize('name, key, high', [
-    (name, key, high) for name, (key, _, high) in serving.settings.WHOLE_NUMBER_VARIABLES.items()])
-def test_each_whole_number_variable_overrides_its_setting(name, key, high):
-    """Every documented variable sets its CherryPy key, parsed as a number."""
-    value = min(42, high)
-    assert serving.settings.settings_from({name: str(value)}, SEED)[key] == value
+@pytest.mark.parametrize('variable', [
+    variable for variable in serving.settings.VARIABLES if variable.high],
+    ids=lambda variable: variable.name)
+def test_each_whole_number_variable_overrides_its_setting(variable):
+    """Every documented number sets its field, parsed as a number (RELOAD as a flag)."""
+    value = min(42, variable.high)
+    settings = serving.settings.Settings.from_environ({variable.name: str(value)}, SEED)
+    assert getattr(settings, variable.field) == value
 
 
 def test_unrelated_environment_is_ignored():
     """Only the documented variables change anything."""
-    unrelated = serving.settings.settings_from({'PATH': '/bin', 'LANG': 'C'}, SEED)
-    assert unrelated == serving.settings.settings_from({}, SEED)
+    unrelated = serving.settings.Settings.from_environ({'PATH': '/bin', 'LANG': 'C'}, SEED)
+    assert unrelated == serving.settings.Settings.from_environ({}, SEED)
 
 
 @pytest.mark.parametrize('name, value', [
@@ -93,7 +97,7 @@ def test_unrelated_environment_is_ignored():
 def test_bad_values_are_refused_with_a_message_naming_the_variable(name, value):
     """A value the server cannot run with raises ConfigError naming the variable and value."""
     with pytest.raises(serving.settings.ConfigError) as refused:
-        serving.settings.settings_from({name: value}, SEED)
+        serving.settings.Settings.from_environ({name: value}, SEED)
     assert str(refused.value).startswith(f'{name} ')
     assert repr(value) in str(refused.value)
 
@@ -210,20 +214,21 @@ def test_tool_options_taking_any_keyword_are_accepted(tmp_path):
 def test_metrics_port_equal_to_port_is_refused():
     """METRICS_PORT == PORT: one line saying they must differ."""
     with pytest.raises(serving.settings.ConfigError, match='METRICS_PORT must differ from PORT'):
-        serving.settings.settings_from({'PORT': '8080', 'METRICS_PORT': '8080'}, SEED)
+        serving.settings.Settings.from_environ({'PORT': '8080', 'METRICS_PORT': '8080'}, SEED)
 
 
 def test_metrics_listen_on_loopback_unless_metrics_host_says_otherwise(fresh_settings):
     """METRICS_HOST: 127.0.0.1 by default, whatever HOST says; an address when set."""
-    assert fresh_settings['server.metrics_host'] == '127.0.0.1'
-    settings = serving.settings.settings_from({'HOST': '0.0.0.0', 'METRICS_HOST': '::'}, SEED)
-    assert settings['server.metrics_host'] == '::'
+    assert fresh_settings['metrics_host'] == '127.0.0.1'
+    settings = serving.settings.Settings.from_environ(
+        {'HOST': '0.0.0.0', 'METRICS_HOST': '::'}, SEED)
+    assert settings.metrics_host == '::'
     with pytest.raises(serving.settings.ConfigError, match='METRICS_HOST must be an address'):
-        serving.settings.settings_from({'METRICS_HOST': ' '}, SEED)
+        serving.settings.Settings.from_environ({'METRICS_HOST': ' '}, SEED)
 
 
 def test_worker_timeout_defaults_to_10_s_and_0_turns_it_off(fresh_settings):
     """WORKER_TIMEOUT: 10 s unless set; 0 allowed (no watchdog)."""
-    assert fresh_settings['server.worker_timeout'] == 10
-    settings = serving.settings.settings_from({'WORKER_TIMEOUT': '0'}, SEED)
-    assert settings['server.worker_timeout'] == 0
+    assert fresh_settings['worker_timeout'] == 10
+    settings = serving.settings.Settings.from_environ({'WORKER_TIMEOUT': '0'}, SEED)
+    assert settings.worker_timeout == 0

@@ -101,8 +101,7 @@ def test_a_declared_body_over_the_cap_gets_413_before_anything_reads_it():
     assert b'413' in b''.join(body)
 
 
-@pytest.mark.parametrize('size, status', [(1000, 200), (serving.settings.DEFAULTS[
-    'server.max_request_body_size'] + 1, 413)])
+@pytest.mark.parametrize('size, status', [(1000, 200), (serving.bodies.MAX_BODY + 1, 413)])
 def test_a_chunked_body_over_the_cap_gets_413_as_it_is_read(start_server, size, status):
     """No declared length: CherryPy counts what it reads (request.body.maxbytes) and stops."""
     app = start_server(script=SLOW_APP).wait_ready()

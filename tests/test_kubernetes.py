@@ -140,7 +140,7 @@ def container_env():
 
 def app_settings():
     """Return the server settings the app computes from the pod's environment."""
-    return serving.settings.settings_from(container_env(), SEED)
+    return serving.settings.Settings.from_environ(container_env(), SEED)
 
 
 def named_port(port):
@@ -296,12 +296,12 @@ def test_probe_gets_the_health_check_on_the_app_port(kind):
     health_url = urlsplit(healthcheck.default_url(container_env()))
     assert get['path'] == health_url.path == '/healthcheck'
     assert get.get('scheme', 'HTTP') == 'HTTP'
-    assert named_port(get['port']) == app_settings()['server.socket_port'] == health_url.port
+    assert named_port(get['port']) == app_settings().port == health_url.port
 
 
 def test_container_port_is_the_port_the_app_binds():
     """The container port named http is the port landing.py listens on with the pod's env."""
-    assert named_port('http') == app_settings()['server.socket_port']
+    assert named_port('http') == app_settings().port
 
 
 def test_probe_path_answers_200_on_the_real_app(app_port):
@@ -337,12 +337,12 @@ def test_pre_stop_pause_lets_endpoints_go_before_sigterm():
 def test_grace_period_outlasts_pause_plus_app_shutdown_timeout():
     """SIGKILL comes only after the pause and the app's own drain and shutdown have run out.
 
-    The app's numbers are what serving.settings.settings_from makes of the pod's environment, so a
+    The app's numbers are what Settings.from_environ makes of the pod's environment, so a
     SHUTDOWN_TIMEOUT (or DRAIN_SECONDS) set in the Deployment is the one that counts.
     """
     settings = app_settings()
     pause = container()['lifecycle']['preStop']['sleep']['seconds']
-    after_sigterm = settings.get('server.drain_seconds', 0) + settings['server.shutdown_timeout']
+    after_sigterm = settings.drain_seconds + settings.shutdown_timeout
     grace = pod_spec()['terminationGracePeriodSeconds']
     assert grace > pause + after_sigterm
 
@@ -389,7 +389,7 @@ def test_scrape_annotations_name_the_apps_metrics_port_and_path():
     assert annotations['prometheus.io/path'] == '/metrics'
     metrics_port = named_port('metrics')
     assert int(annotations['prometheus.io/port']) == metrics_port
-    assert app_settings()['server.metrics_port'] == metrics_port
+    assert app_settings().metrics_port == metrics_port
 
 
 def test_the_service_publishes_the_site_not_the_metrics():

@@ -343,34 +343,24 @@ def configuration_table():
     return rows
 
 
-def test_configuration_table_lists_exactly_the_variables_server_py_reads():
-    """The table's variables are the ones settings_from() looks up in the environment."""
+def test_configuration_table_lists_exactly_the_variables_the_server_reads():
+    """The table's variables are VARIABLES, the ones Settings.from_environ looks up."""
     environ = NamesAskedFor()
-    serving.settings.settings_from(environ, seed={})
-    assert environ.asked == {*serving.settings.ADDRESS_VARIABLES, 'LOG_FORMAT',
-                             *serving.settings.WHOLE_NUMBER_VARIABLES}
+    serving.settings.Settings.from_environ(environ, seed={})
+    assert environ.asked == {variable.name for variable in serving.settings.VARIABLES}
     assert set(configuration_table()) == environ.asked
 
 
-@pytest.mark.parametrize('name', sorted(serving.settings.ADDRESS_VARIABLES))
-def test_configuration_table_gives_each_address_its_default(fresh_settings, name):
-    """HOST defaults to the host landing.py seeds, METRICS_HOST to loopback."""
-    default, _ = configuration_table()[name]
-    assert default == fresh_settings[serving.settings.ADDRESS_VARIABLES[name]]
-
-
-def test_configuration_table_gives_log_format_its_default_and_choices(fresh_settings):
-    """LOG_FORMAT defaults to combined and accepts the formats the server knows."""
-    default, accepts = configuration_table()['LOG_FORMAT']
-    assert default == fresh_settings['server.log_format']
-    assert accepts == ', '.join(f'`{name}`' for name in serving.settings.LOG_FORMATS)
-
-
-@pytest.mark.parametrize('name', sorted(serving.settings.WHOLE_NUMBER_VARIABLES))
-def test_configuration_table_gives_each_number_its_default_and_range(fresh_settings, name):
-    """Each number's default is what a fresh start uses, and its range what the server accepts."""
-    key, low, high = serving.settings.WHOLE_NUMBER_VARIABLES[name]
-    assert configuration_table()[name] == (str(fresh_settings[key]), f'{low}–{high}')
+@pytest.mark.parametrize('variable', serving.settings.VARIABLES, ids=lambda variable: variable.name)
+def test_configuration_table_gives_each_variable_its_default_and_values(fresh_settings, variable):
+    """Each default is what a fresh start uses; each range or choice what the server accepts."""
+    default, accepts = configuration_table()[variable.name]
+    value = fresh_settings[variable.field]
+    assert default == str(int(value) if isinstance(value, bool) else value)
+    if variable.choices:
+        assert accepts == ', '.join(f'`{choice}`' for choice in variable.choices)
+    elif not variable.address:
+        assert accepts == f'{variable.low}–{variable.high}'
 
 
 # ------------------------------------------------------------------ the screenshot

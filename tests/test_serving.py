@@ -8,6 +8,7 @@ import cherrypy
 import pytest
 
 import serving.access_log
+import serving.settings
 import serving.startup
 import serving.stop_early
 import serving.supervisor
@@ -39,7 +40,7 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit(soft, hard, raised):
 ])
 def test_connections_per_worker_stay_under_the_open_files_limit(files, workers, wanted, expected):
     """Each granian worker holds at most this many connections; the rest wait in the backlog."""
-    settings = {'server.workers': workers, 'server.max_connections': wanted}
+    settings = serving.settings.Settings(workers=workers, max_connections=wanted)
     with mock.patch.object(resource, 'getrlimit', return_value=(files, files)):
         assert serving.supervisor.connections_per_worker(settings) == expected
 
