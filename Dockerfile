@@ -61,19 +61,18 @@ RUN /opt/venv/bin/python -m ensurepip --default-pip >/dev/null \
  && /opt/venv/bin/python -m pip check \
  && /opt/venv/bin/python -m pip uninstall --yes --quiet pip
 
-# The runtime's Python, venv and user, plus the test tools and the contract tests: what a page,
-# its health check, its static files, its headers, the guard and the settings promise, proved
-# for the packages and user the runtime image ships, in about 5 s. The slow, browser and
-# Kubernetes tests, and everything else, run on the host (./test.sh, CI).
+# The runtime's Python, venv and user, plus the test tools and the tests of the site
+# (tests/site: the page, its health check, its static files, its headers) and of what the
+# server promises it (tests/contract: the guard, the settings, stopping), proved for the
+# packages and user the runtime image ships, in about 5 s. tests/server and tests/delivery
+# stay out of the build context (.dockerignore): they run on the host (./test.sh, CI).
 FROM runtime-base AS test
 COPY --from=test-tools /opt/venv /opt/venv
 # The app stays root-owned and read-only, as in the runtime: coverage writes to /tmp, and
 # pytest keeps no cache.
 ENV COVERAGE_FILE=/tmp/.coverage PYTEST_ADDOPTS="-p no:cacheprovider"
 COPY pyproject.toml test.sh ./
-COPY tests/conftest.py tests/rawhttp.py tests/slow_landing.py tests/test_landing.py \
-     tests/test_healthcheck.py tests/test_static.py tests/test_headers.py tests/test_guard.py \
-     tests/test_config.py tests/test_stop.py tests/
+COPY tests/ tests/
 # The app last: an edit to it rebuilds only these two small layers.
 COPY *.py prod.conf ./
 COPY serving/ serving/

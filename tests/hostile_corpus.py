@@ -1,6 +1,6 @@
 """Hostile corpus: what an attacker sends the landing server, and what must hold of the answer.
 
-Stdlib only, so that tests/test_hostile.py and bench/hostile.py share it against any checkout
+Stdlib only, so that tests/server/test_hostile.py and bench/hostile.py share it against any checkout
 (cheroot today, granian tomorrow). Each Case has a class, a name that states the rule, and either
 raw bytes with a predicate over the Reply, or a scenario run against a live AppProcess (slow
 clients, descriptor exhaustion, CPU and memory cost). The cases say what SHOULD hold (RFC 9110,

@@ -16,8 +16,8 @@ README = os.path.join(ROOT, 'README.md')
 ADD_PAGE = 'add to landing.py, class Landing'
 NEW_FILE = 'new static/robots.txt'
 ADD_CONFIG = 'add to prod.conf'
-ADD_PAGE_TEST = 'add to tests/test_landing.py'
-ADD_FILE_TEST = 'add to tests/test_static.py'
+ADD_PAGE_TEST = 'add to tests/site/test_landing.py'
+ADD_FILE_TEST = 'add to tests/site/test_static.py'
 CHANGES = {ADD_PAGE, NEW_FILE, ADD_CONFIG, ADD_PAGE_TEST, ADD_FILE_TEST}
 
 Block = collections.namedtuple('Block', 'doc language title text')
@@ -79,10 +79,10 @@ def apply_changes(folder, titles=CHANGES):
                    (folder / 'static' / 'robots.txt').write_text),
         ADD_CONFIG: (folder / 'prod.conf',
                      lambda snippet: append(folder / 'prod.conf', snippet, blank_lines=1)),
-        ADD_PAGE_TEST: (folder / 'tests' / 'test_landing.py', lambda snippet: append(
-            folder / 'tests' / 'test_landing.py', snippet, blank_lines=2)),
-        ADD_FILE_TEST: (folder / 'tests' / 'test_static.py', lambda snippet: append(
-            folder / 'tests' / 'test_static.py', snippet, blank_lines=2)),
+        ADD_PAGE_TEST: (folder / 'tests' / 'site' / 'test_landing.py', lambda snippet: append(
+            folder / 'tests' / 'site' / 'test_landing.py', snippet, blank_lines=2)),
+        ADD_FILE_TEST: (folder / 'tests' / 'site' / 'test_static.py', lambda snippet: append(
+            folder / 'tests' / 'site' / 'test_static.py', snippet, blank_lines=2)),
     }
     for title in titles:
         path, make = steps[title]
@@ -95,8 +95,8 @@ def undo_changes(folder):
     """Take every README change out of the app in `folder`, where a newcomer made it."""
     (folder / 'static' / 'robots.txt').unlink(missing_ok=True)
     for title, name in ((ADD_PAGE, 'landing.py'), (ADD_CONFIG, 'prod.conf'),
-                        (ADD_PAGE_TEST, 'tests/test_landing.py'),
-                        (ADD_FILE_TEST, 'tests/test_static.py')):
+                        (ADD_PAGE_TEST, 'tests/site/test_landing.py'),
+                        (ADD_FILE_TEST, 'tests/site/test_static.py')):
         path = folder / name
         if path.exists():
             path.write_text(path.read_text().replace(readme_block(title), ''))

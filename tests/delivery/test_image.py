@@ -112,6 +112,9 @@ def test_build_context_leaves_out_git_venv_caches_and_test_output(containers, im
     assert names & unwanted == set()
     assert [name for name in names if name.startswith('.coverage.')] == []
     assert {'landing.py', 'test.sh', 'tests', 'pyproject.toml'} <= names
+    # The tests of the site and of the server's contract; the host's own stay out.
+    assert {'site', 'contract'} <= names
+    assert names & {'server', 'delivery'} == set()
 
 
 # ---- A container of it, as `docker run` starts it -----------------------------------------

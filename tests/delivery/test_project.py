@@ -23,7 +23,7 @@ from packaging.version import Version
 
 from containers import BASE_IMAGE, docker, require_base_image, require_engine
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Each view of the lock, and the sets of pyproject.toml it holds (None: the project's own
 # dependencies); .ci/lock.sh writes them with the same sets.

@@ -42,8 +42,8 @@ DOCS = sorted(glob.glob(os.path.join(ROOT, 'docs', '*.md')))
 SCREENSHOT = os.path.join(ROOT, 'docs', 'landing.png')
 
 # What the runtime image holds (the Dockerfile's COPY lines), and what the README's tests need.
-TEST_FILES = ('pyproject.toml', 'tests/conftest.py', 'tests/test_landing.py',
-              'tests/test_static.py')
+TEST_FILES = ('pyproject.toml', 'tests/conftest.py', 'tests/site/test_landing.py',
+              'tests/site/test_static.py')
 
 # Processes started from a copy of the app are not measured: the copy is not the code under
 # test, and its files would enter the coverage report. Coverage's start-up hook (its .pth
@@ -191,7 +191,7 @@ def test_the_new_static_file_is_served_at_the_top_level_and_under_static(changed
 
 def test_the_readme_tests_pass_with_the_rest_of_their_files_on_the_changed_app(changed_app):
     """The README's two tests, added where it says, pass beside the tests already there."""
-    done = run_pytest(changed_app, 'tests/test_landing.py', 'tests/test_static.py')
+    done = run_pytest(changed_app, 'tests/site/test_landing.py', 'tests/site/test_static.py')
     assert done.returncode == 0, done.stdout + done.stderr
     for name in readme_test_names(ADD_PAGE_TEST) + readme_test_names(ADD_FILE_TEST):
         assert re.search(rf'::{name} PASSED', done.stdout), f'{name} did not run'
@@ -203,7 +203,7 @@ def test_the_readme_tests_fail_on_an_app_without_the_page_and_the_file(tmp_path)
     undo_changes(folder)
     apply_changes(folder, {ADD_PAGE_TEST, ADD_FILE_TEST})
     names = readme_test_names(ADD_PAGE_TEST) + readme_test_names(ADD_FILE_TEST)
-    done = run_pytest(folder, 'tests/test_landing.py', 'tests/test_static.py',
+    done = run_pytest(folder, 'tests/site/test_landing.py', 'tests/site/test_static.py',
                       '-k', ' or '.join(names))
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
     for name in names:

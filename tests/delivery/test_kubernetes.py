@@ -26,7 +26,7 @@ from conftest import ROOT, SEED, request
 KUBERNETES_VERSION = '1.37'
 DEPLOY_DIR = os.path.join(ROOT, 'deploy', 'kubernetes')
 DOCKERFILE = os.path.join(ROOT, 'Dockerfile')
-IMAGE_TEST = os.path.join(ROOT, 'tests', 'test_image.py')
+IMAGE_TEST = os.path.join(ROOT, 'tests', 'delivery', 'test_image.py')
 KUSTOMIZATION = 'kustomization.yaml'
 MANIFESTS = sorted(
     name for name in os.listdir(DEPLOY_DIR)
@@ -166,11 +166,11 @@ def failure_budget(probe):
 
 
 def image_test_source():
-    """Return tests/test_image.py's text, which runs the real image with hardening flags."""
+    """Return test_image.py's text, which runs the real image with hardening flags."""
     if not os.path.exists(IMAGE_TEST):
         if os.environ.get('REQUIRE_DOCKER') == '1':
             pytest.fail(f'{IMAGE_TEST} is missing')
-        pytest.skip('no tests/test_image.py yet: nothing to compare the manifests with')
+        pytest.skip('no tests/delivery/test_image.py yet: nothing to compare the manifests with')
     with open(IMAGE_TEST) as stream:
         return stream.read()
 
@@ -414,7 +414,7 @@ HARDENING = [
 def test_container_is_hardened_as_the_image_test_proved_it_runs(flag, pattern, holds):
     """The image test runs the image with `flag`; the container asks Kubernetes for the same."""
     assert re.search(pattern, image_test_source()), (
-        f'tests/test_image.py no longer runs the image with {flag}: '
+        f'tests/delivery/test_image.py no longer runs the image with {flag}: '
         'the Deployment relies on that proof')
     assert holds(container()['securityContext'])
 

@@ -107,7 +107,7 @@ def set_promise(source, name, value):
     """Return test_landing.py's `source` with the constant `name` set to `value`."""
     lines = source.splitlines(keepends=True)
     found = [i for i, line in enumerate(lines) if line.startswith(f'{name} = ')]
-    assert found, f'tests/test_landing.py no longer sets {name}, which the README names'
+    assert found, f'tests/site/test_landing.py no longer sets {name}, which the README names'
     lines[found[0]] = f'{name} = {value!r}\n'
     return ''.join(lines)
 
@@ -118,13 +118,13 @@ def edit_like_a_user(site):
     source = replace_page(landing_py.read_text(), NEW_PAGE)
     source = source.replace('\nimport cherrypy\n', '\nimport cherrypy\nfrom shop import Shop\n', 1)
     landing_py.write_text(add_to_class(source, 'Landing', '    shop = Shop()\n'))
-    test_landing = site / 'tests' / 'test_landing.py'
+    test_landing = site / 'tests' / 'site' / 'test_landing.py'
     test_landing.write_text(set_promise(set_promise(
         test_landing.read_text(), 'TITLE', NEW_TITLE), 'SAYS', NEW_SAYS))
     (site / 'static' / 'logo.png').write_bytes(png(64, 64, (200, 30, 60)))
     apply_changes(site)
     (site / 'shop.py').write_text(SHOP_MODULE)
-    (site / 'tests' / 'test_shop.py').write_text(SHOP_TEST)
+    (site / 'tests' / 'site' / 'test_shop.py').write_text(SHOP_TEST)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Every case of tests/hostile_corpus.py runs against one real `python landing.py` process for the
 module (THREADS=10). A case states what SHOULD hold, so where today's server falls short, the
 test fails and says what came back. The long scenarios (slow clients, descriptor exhaustion,
-path cost) are marked slow:  python -m pytest tests/test_hostile.py -m 'not slow'
+path cost) are marked slow:  python -m pytest tests/server/test_hostile.py -m 'not slow'
 """
 import resource
 
