@@ -180,6 +180,10 @@ def serve(root, config_path, environ=os.environ):
     except ConfigError as error:
         sys.exit(f'landing: {error}')
     raise_open_files_limit()
+    if stop_early.late and stop_early.running_the_app:
+        log('cherrypy was imported before serving (by landing.py or a module it imports): '
+            'a SIGTERM or Ctrl-C in the first moments of start-up would kill the process; '
+            'import serving first in landing.py', 'SETTINGS')
     log(f'host={settings.host} port={settings.port} threads={settings.threads} '
         f'workers={settings.workers}' + (' reload=on' if settings.reload else ''), 'SETTINGS')
     server = build_server(settings, app, address,

@@ -12,8 +12,13 @@ import sys
 # One entry per stop signal received before the server installed its own handlers.
 signals: list[bool] = []
 
+# Whether CherryPy was imported first (landing.py, or a module of yours it imports, imported
+# cherrypy before serving): the signals then went unheard for that long. serve() says so.
+late = 'cherrypy' in sys.modules
+
 _APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MAIN = getattr(sys.modules['__main__'], '__file__', None) or '/'
-if os.path.dirname(os.path.abspath(_MAIN)) == _APP_DIR:
+running_the_app = os.path.dirname(os.path.abspath(_MAIN)) == _APP_DIR
+if running_the_app:
     for _signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(_signum, lambda *_: signals.append(True))

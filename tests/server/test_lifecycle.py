@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import APP_FILES, ROOT, free_port, request, wait_until
+from conftest import APP_FILES, ROOT, copy_app, free_port, request, wait_until
 
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
 
@@ -226,3 +226,26 @@ def test_sigquit_stops_gracefully_like_sigterm(start_server):
     assert answers == {0: (200, b'done')}
     assert not os.path.exists(folder)
     assert 'Traceback' not in server.stderr()
+
+
+def test_the_shipped_landing_py_imports_serving_before_cherrypy(start_server):
+    """The stop signals are taken before CherryPy loads: no word about import order at start."""
+    server = start_server().wait_ready()
+    assert 'imported before serving' not in server.stderr()
+
+
+def test_importing_cherrypy_before_serving_is_named_at_start(start_server, tmp_path):
+    """The one place import order matters says so itself, in one line, and still serves.
+
+    serving takes SIGTERM and Ctrl-C before the slower imports; a landing.py (or a module of
+    the user's it imports first) that loads CherryPy earlier leaves them unheard meanwhile.
+    """
+    app = copy_app(tmp_path / 'app')
+    landing_py = app / 'landing.py'
+    source = landing_py.read_text()
+    landing_py.write_text(source.replace('\nimport serving\n', '\nimport cherrypy  # first\n'
+                                         'import serving\n', 1))
+    server = start_server(script=str(landing_py)).wait_ready()
+    warned = [line for line in server.stderr().splitlines() if 'imported before serving' in line]
+    assert len(warned) == 1
+    assert 'import serving first in landing.py' in warned[0]
