@@ -62,7 +62,8 @@ def mount(app_dir):
 
     # configure() also subscribes what runs at engine start (the fast access log), so it runs.
     settings = serving.startup.configure({})
-    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH, settings)
+    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH, settings,
+                                landing.HEADERS)
     cherrypy.engine.start()
     return app
 

@@ -25,17 +25,8 @@ CUT_OFF_GRACE = 0.05
 ROUTE = 'landing.route'
 
 
-# On every answer, errors included; nothing here names a version.
-RESPONSE_HEADERS = (
-    ('Server', 'Landing'),
-    ('X-Content-Type-Options', 'nosniff'),
-    ('Content-Security-Policy',
-     "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
-    ('Referrer-Policy', 'strict-origin-when-cross-origin'),
-)
-
-
-_OWN_HEADERS = {name.lower() for name, _ in RESPONSE_HEADERS}
+# The Server header of every answer: CherryPy's own names its version ("CherryPy/18.10.0").
+SERVER = ('Server', 'Landing')
 
 
 class Guard:
@@ -49,9 +40,12 @@ class Guard:
 
     metrics = None
 
-    def __init__(self, app, draining, max_body=MAX_BODY, body_timeout=10, body_waiters=None):
+    def __init__(self, app, draining, policy=(), max_body=MAX_BODY, body_timeout=10,
+                 body_waiters=None):
         self.app = app
         self.draining = draining
+        # The page policy's headers (landing.py's HEADERS), as (name, value) pairs.
+        self.policy = tuple(dict(policy).items())
         self.max_body = max_body
         self.body_timeout = body_timeout
         # At most this many threads wait for request bodies at once (None: no cap).
@@ -59,11 +53,17 @@ class Guard:
                              else None)
 
     def headers(self, headers):
-        """Return `headers` with RESPONSE_HEADERS in place, and Connection: close when draining."""
+        """Return `headers` with ours in place, and Connection: close when draining.
+
+        The Server header is always ours; each policy header is added unless the answer sets
+        its own (a page with a CSP of its own keeps it).
+        """
+        given = {name.lower() for name, _ in headers}
         headers = [(name, value.replace(';charset=', '; charset=')) if name == 'Content-Type'
                    else (name, value)
-                   for name, value in headers if name.lower() not in _OWN_HEADERS]
-        headers.extend(RESPONSE_HEADERS)
+                   for name, value in headers if name.lower() != 'server']
+        headers.append(SERVER)
+        headers.extend(pair for pair in self.policy if pair[0].lower() not in given)
         if self.draining.value:
             headers.append(('Connection', 'close'))
         return headers

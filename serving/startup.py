@@ -88,8 +88,12 @@ def configure(environ):
     return settings
 
 
-def mount(root, config_path, settings):
-    """Mount `root` at / with the app config in `config_path`; return the WSGI app to serve."""
+def mount(root, config_path, settings, headers=()):
+    """Mount `root` at / with the app config in `config_path`; return the WSGI app to serve.
+
+    `headers` (name to value) go on every answer, errors and refusals included, unless the
+    answer sets its own.
+    """
     check_app_config(config_path)
     app_dir = os.path.dirname(os.path.abspath(config_path))
     # prod.conf names static files relative to the app folder, not the working directory.
@@ -98,21 +102,22 @@ def mount(root, config_path, settings):
     app.merge(config_path)
     app.request_class = GuardedRequest
     # At most half the pool waits for request bodies at once.
-    return Guard(cherrypy.tree, draining, max_body(), settings.body_timeout,
+    return Guard(cherrypy.tree, draining, headers, max_body(), settings.body_timeout,
                  max(1, settings.threads // 2))
 
 
-def load_fresh_app(root, config_path, supervisor, _target):
+def load_fresh_app(root, config_path, supervisor, headers, _target):
     """Build the app anew in a spawned worker (RELOAD=1): the edited code, imported afresh.
 
-    `root` names the root class as (module, name). An app that cannot load (a syntax error,
+    `root` names the root class as (module, name); `headers` are serve()'s, as it started. An
+    app that cannot load (a syntax error,
     a prod.conf mistake) is reported in one block and ends this worker with exit 1; the
     supervisor keeps watching, and the next save starts a new one.
     """
     begin_worker(supervisor)
     try:
         root_class = getattr(importlib.import_module(root[0]), root[1])
-        app = mount(root_class(), config_path, configure(os.environ))
+        app = mount(root_class(), config_path, configure(os.environ), headers)
     except ConfigError as error:
         sys.exit(f'landing: {error}\nlanding: fix it and save: the server is still watching')
     except Exception as error:
@@ -163,8 +168,12 @@ def open_metrics_listener(settings):
                                 family=socket.AF_INET6 if ':' in address else socket.AF_INET)
 
 
-def serve(root, config_path, environ=os.environ):
-    """Mount `root` with `config_path` and serve it until SIGTERM or Ctrl-C; exit on bad config."""
+def serve(root, config_path, headers=(), environ=os.environ):
+    """Mount `root` with `config_path` and serve it until SIGTERM or Ctrl-C; exit on bad config.
+
+    `headers` (name to value: landing.py's page policy) go on every answer, errors included,
+    unless the answer sets its own.
+    """
     # Until granian installs its own, a signal during start-up is noted, then acted on.
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(signum, lambda *_: stop_early.signals.append(True))
@@ -174,7 +183,7 @@ def serve(root, config_path, environ=os.environ):
     try:
         settings = configure(environ)
         address = bindable_address(settings.host, settings.port)
-        app = mount(root, config_path, settings)
+        app = mount(root, config_path, settings, headers)
         if settings.metrics_port and not settings.reload:
             metrics_listener = open_metrics_listener(settings)
     except ConfigError as error:
@@ -196,7 +205,7 @@ def serve(root, config_path, environ=os.environ):
             multiprocessing.set_start_method('spawn', force=True)
             keep_main_out_of_spawned_workers()
             server.serve(spawn_target=run_worker, target_loader=functools.partial(
-                load_fresh_app, root_name(root), config_path, os.getpid()))
+                load_fresh_app, root_name(root), config_path, os.getpid(), headers))
         else:
             # Forked workers inherit the mounted app instead of importing it again: a faster
             # start, and memory pages shared with this process.

@@ -18,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import landing  # noqa: E402  (needs ROOT on sys.path)
+import serving.guard  # noqa: E402
 import serving.settings  # noqa: E402
 import serving.startup  # noqa: E402
 
@@ -28,6 +29,9 @@ START_DEADLINE = 15
 # and static/.
 APP_FILES = (*sorted(os.path.basename(path) for path in glob.glob(os.path.join(ROOT, '*.py'))),
              'serving', 'prod.conf', 'static')
+
+# The headers every answer carries: ours (Server) and the page policy landing.py states.
+OUR_HEADERS = (serving.guard.SERVER, *landing.HEADERS.items())
 
 # The seed's settings, as landing.py's cherrypy.config.update states them.
 SEED = {
@@ -224,7 +228,7 @@ def in_process():
     """Landing mounted with the real prod.conf and server settings, its engine started here."""
     settings = serving.startup.configure({})
     cherrypy.config.update({'log.screen': False})
-    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH, settings)
+    app = serving.startup.mount(landing.Landing(), landing.CONFIG_PATH, settings, landing.HEADERS)
     cherrypy.engine.start()
     try:
         yield InProcessApp(app)

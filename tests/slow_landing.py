@@ -12,6 +12,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import landing  # noqa: E402  (needs the app folder on sys.path)
 
+# The policy own_policy's page sets for itself.
+OWN_POLICY = "default-src 'self'; frame-src https://maps.example"
+
 
 @cherrypy.expose
 def slow(self, seconds='1'):
@@ -28,7 +31,15 @@ def upload(self):
     return str(len(cherrypy.request.body.read()))
 
 
+@cherrypy.expose
+def own_policy(self):
+    """Answer with a Content-Security-Policy of the page's own, as a page embedding a map would."""
+    cherrypy.response.headers['Content-Security-Policy'] = OWN_POLICY
+    return 'a page with a policy of its own'
+
+
 landing.Landing.slow = slow
+landing.Landing.own_policy = own_policy
 landing.Landing.upload = upload
 
 if __name__ == '__main__':

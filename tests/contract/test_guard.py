@@ -13,6 +13,7 @@ import cherrypy
 import pytest
 from granian.wsgi import _callback_wrapper as wsgi_callback
 
+import landing
 import serving.bodies
 import serving.guard
 import serving.handlers
@@ -21,7 +22,8 @@ import serving.request
 import serving.settings
 import serving.static
 import serving.streaming
-from conftest import ROOT
+import slow_landing
+from conftest import OUR_HEADERS, ROOT, request
 from rawhttp import exchange, statuses
 
 LOGO = os.path.join(ROOT, 'static', 'logo.png')
@@ -40,7 +42,7 @@ def leaves_file_to_gc(test):
     test = pytest.mark.usefixtures('collected_garbage')(test)
     return pytest.mark.filterwarnings(
         'ignore::ResourceWarning', 'ignore::pytest.PytestUnraisableExceptionWarning')(test)
-SECURITY_HEADERS = {name for name, _ in serving.guard.RESPONSE_HEADERS}
+SECURITY_HEADERS = {name for name, _ in OUR_HEADERS}
 
 
 @pytest.mark.parametrize('host', [
@@ -92,7 +94,7 @@ def test_a_declared_body_over_the_cap_gets_413_before_anything_reads_it():
     """Content-Length over server.max_request_body_size: 413, the app never called."""
     called = []
     guard = serving.guard.Guard(lambda environ, start: called.append(1),
-                                multiprocessing.RawValue('b'), 10)
+                                multiprocessing.RawValue('b'), max_body=10)
     answers = []
     body = guard({'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/',
                   'CONTENT_LENGTH': '11'}, lambda status, headers: answers.append(status))
@@ -188,7 +190,7 @@ def test_every_answer_carries_the_security_headers_and_no_version(in_process, pa
     """Server: Landing, nosniff, CSP and Referrer-Policy on answers and errors alike."""
     got, headers, _ = in_process('GET', path)
     assert got == status
-    assert dict(serving.guard.RESPONSE_HEADERS).items() <= headers.items()
+    assert dict(OUR_HEADERS).items() <= headers.items()
 
 
 def test_the_charset_is_named_with_a_space_as_the_contract_says(in_process):
@@ -211,7 +213,7 @@ def test_small_answers_are_handed_over_in_one_piece():
         start('200 OK', [('Content-Length', '2')])
         return Body()
 
-    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'))
+    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'), landing.HEADERS)
     answer = guard(plain_environ(), lambda *args: None)
     assert answer == [b'ab']
     assert closed == [True]
@@ -226,7 +228,7 @@ def test_unsized_answers_stream_as_they_are(length):
         start('200 OK', [] if length is None else [('Content-Length', length)])
         return body
 
-    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'))
+    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'), landing.HEADERS)
     assert guard(plain_environ(), lambda *args: None) is body
 
 
@@ -246,7 +248,7 @@ def test_big_answers_are_streamed_in_small_chunks_after_the_app_closes():
         start('200 OK', [('Content-Length', str(size))])
         return Body()
 
-    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'))
+    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'), landing.HEADERS)
     answer = guard(plain_environ(), lambda *args: None)
     assert isinstance(answer, serving.streaming.Streamed)
     assert closed == [True]
@@ -319,7 +321,8 @@ def test_an_answer_whose_body_read_is_pending_is_cut_short_with_a_408():
         return [b'ok']
 
     environ = dict(plain_environ(), **{'wsgi.input': silent})
-    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'), body_timeout=0.1)
+    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'), landing.HEADERS,
+                                body_timeout=0.1)
     started = []
     try:
         answer = guard(environ, lambda status, headers, exc_info=None: started.append(
@@ -486,7 +489,7 @@ def test_a_broken_cookie_before_the_config_gets_our_page_without_a_traceback(in_
 
 def guard_over(app):
     """The guard around a WSGI `app`; returns a function calling it (status, headers, body)."""
-    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'))
+    guard = serving.guard.Guard(app, multiprocessing.RawValue('b'), landing.HEADERS)
 
     def call(environ=None):
         started = []
@@ -706,3 +709,15 @@ def test_only_a_multipart_body_with_a_boundary_is_counted(content_type):
     """Other bodies (and a multipart type naming no boundary) are passed on whatever they hold."""
     body, _ = multipart(serving.bodies.MAX_PARTS * 2)
     assert serving.bodies.DeadlineInput(io.BytesIO(body), 100_000, 5, content_type).read() == body
+
+
+def test_a_handler_may_set_its_own_policy_header_for_its_page(start_server):
+    """A page's own CSP replaces the policy's for that page only; Server is always ours."""
+    app = start_server(script=SLOW_APP).wait_ready()
+    _, own, _ = request(app.port, 'GET', '/own_policy')
+    assert own.get_all('Content-Security-Policy') == [slow_landing.OWN_POLICY]
+    for name, value in OUR_HEADERS:
+        if name != 'Content-Security-Policy':
+            assert own.get_all(name) == [value]
+    _, page, _ = request(app.port, 'GET', '/')
+    assert page.get_all('Content-Security-Policy') == [dict(OUR_HEADERS)['Content-Security-Policy']]

@@ -8,8 +8,7 @@ reader (docs/load-balancer.md, "A memory budget").
 import pytest
 
 import hostile_corpus as corpus
-import serving.guard
-from conftest import copy_app, request
+from conftest import OUR_HEADERS, copy_app, request
 
 # Past the one-piece size of before, so a reader that stops held a pool thread then.
 BIG = 64 * 1024 * 1024 + 1
@@ -50,7 +49,7 @@ def test_a_big_file_comes_whole_with_every_header_of_a_static_file(big):
     assert body == content
     assert headers['Last-Modified']
     assert headers['Cache-Control'] == 'public, max-age=3600'
-    for name, value in serving.guard.RESPONSE_HEADERS:
+    for name, value in OUR_HEADERS:
         assert headers[name] == value
 
 

@@ -13,7 +13,7 @@ import pytest
 import hostile_corpus as corpus
 import serving.guard
 import serving.request
-from conftest import ROOT, request, wait_until
+from conftest import OUR_HEADERS, ROOT, request, wait_until
 from rawhttp import connect, read_response
 
 RAISING_APP = os.path.join(ROOT, 'tests', 'raising_landing.py')
@@ -41,7 +41,7 @@ def test_a_handler_raising_anything_gets_our_500_page_with_the_security_headers(
     status, headers, body = request(raising.port, 'GET', path)
     assert status == 500
     assert body == OUR_500
-    for name, value in serving.guard.RESPONSE_HEADERS:
+    for name, value in OUR_HEADERS:
         assert headers[name] == value
 
 

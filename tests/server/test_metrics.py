@@ -20,6 +20,7 @@ from unittest import mock
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import landing
 import serving.guard
 import serving.request
 from conftest import ROOT, free_port, request, wait_until
@@ -331,7 +332,7 @@ def test_a_request_that_raises_is_counted_as_a_5xx_error():
         raise RuntimeError('boom')
 
     registry = CollectorRegistry()
-    guard = serving.guard.Guard(broken, multiprocessing.RawValue('b'))
+    guard = serving.guard.Guard(broken, multiprocessing.RawValue('b'), landing.HEADERS)
     guard.metrics = metrics.RequestMetrics(threads=1, registry=registry)
     answers = []
     guard({'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/',
