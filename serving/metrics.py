@@ -13,7 +13,7 @@ granian's own exporter stays off (serving/supervisor.py says why), so its figure
 Workers are separate processes, so their figures go through prometheus_client's
 multiprocess mode: files in a folder under /dev/shm (a tmpfs even in a read-only container).
 """
-from __future__ import annotations  # prometheus_client and asyncio are imported late, when used
+from __future__ import annotations  # annotations name prometheus_client, imported only when used
 
 import collections
 import functools
