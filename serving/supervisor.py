@@ -88,7 +88,8 @@ class Server(MPServer):
     def startup(self, spawn_target: Callable[..., None],
                 target_loader: Callable[..., WSGIApplication]) -> None:
         """Start as granian does; SIGQUIT stops like SIGTERM; serve /metrics, watch the workers."""
-        super().startup(spawn_target, target_loader)  # type: ignore[no-untyped-call]  # granian's
+        # granian's MPServer methods are unannotated: calling them is untyped to mypy.
+        super().startup(spawn_target, target_loader)  # type: ignore[no-untyped-call]
         signal.signal(signal.SIGQUIT, self.signal_handler_interrupt)
         if self.metrics:
             metrics.serve(self.metrics.listener, self.metrics.folder)
@@ -118,14 +119,15 @@ class Server(MPServer):
         if self.interrupt_signal:
             self.interrupt_children.clear()
         try:
-            super().shutdown(exit_code)  # type: ignore[no-untyped-call]  # unannotated in granian
+            super().shutdown(exit_code)  # type: ignore[no-untyped-call]  # granian's
         finally:
             if self.metrics:
                 metrics.remove_directory(self.metrics.folder)
 
     def load_app(self, _target: str) -> WSGIApplication:
         """Start CherryPy's engine in a worker process just forked, and return the app."""
-        begin_worker(self.pid)  # type: ignore[arg-type]  # granian sets it at startup(), typed None
+        # granian sets pid in startup() (the supervisor's); its __init__'s None is all mypy sees.
+        begin_worker(self.pid)  # type: ignore[arg-type]
         if self.metrics:
             self.metrics.listener.close()  # the supervisor's, inherited by the fork
             self.app.metrics = metrics.RequestMetrics(
@@ -152,7 +154,7 @@ class Server(MPServer):
     def stop(self) -> None:
         """Stop the workers (they see stopping even if a signal missed them), then exit."""
         stopping.value = 1
-        super().signal_handler_interrupt()  # type: ignore[no-untyped-call]  # unannotated in granian
+        super().signal_handler_interrupt()  # type: ignore[no-untyped-call]  # granian's
 
 
 def log(message: str, context: str = 'SERVER') -> None:
