@@ -6,16 +6,17 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 
 PROBE_TIMEOUT = 2
 
 
-def default_url(environ):
+def default_url(environ: Mapping[str, str]) -> str:
     """Return the local server's health URL, on PORT (default 80)."""
     return f"http://127.0.0.1:{environ.get('PORT', '80')}/healthcheck"
 
 
-def probe(url, timeout=PROBE_TIMEOUT):
+def probe(url: str, timeout: float = PROBE_TIMEOUT) -> int:
     """Return 0 if `url` (http or https) answers 200 within `timeout` seconds, else 1."""
     try:
         if not url.lower().startswith(('http://', 'https://')):
@@ -42,7 +43,7 @@ HEALTH_JSON = 'application/health+json'
 FAILING_TEXT = {'starting': 'Starting', 'stopping': 'Shutting down'}
 
 
-def wants_health_json():
+def wants_health_json() -> bool:
     """Tell whether the client accepts application/health+json (RFC draft health format)."""
     return any(
         element.value == HEALTH_JSON and element.qvalue > 0
@@ -59,7 +60,7 @@ class HealthCheck:
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=('GET', 'HEAD'))
-    def index(self):
+    def index(self) -> str | bytes:
         """Return Yay (or health+json) with 200; 503 Starting or Shutting down otherwise."""
         status = serving.status()
         response = cherrypy.response

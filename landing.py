@@ -40,7 +40,7 @@ class Landing:
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=('GET', 'HEAD'))
-    def index(self):
+    def index(self) -> str:
         """Return the landing page."""
         return PAGE
 
@@ -65,7 +65,7 @@ HEADERS = {
 }
 
 
-def main():
+def main() -> None:
     """Serve Landing with prod.conf until SIGTERM or Ctrl-C."""
     serving.serve(Landing(), CONFIG_PATH, HEADERS)
 

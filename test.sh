@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the test suite under branch coverage, then lint; set up .venv first on a fresh machine.
 # usage: ./test.sh [pytest arguments...]   e.g. ./test.sh -m "not slow"   ./test.sh -k healthcheck
-#   With no arguments: the whole suite, 100% coverage enforced, then ruff, shellcheck, hadolint.
+#   With no arguments: all tests, 100% coverage enforced, then ruff, mypy, shellcheck, hadolint.
 #   With arguments: those tests only; coverage is reported, not enforced, and lint is skipped.
 #   Installs what can run here: Playwright where /usr/bin/chromium is (or REQUIRE_BROWSER=1),
 #   the Kubernetes schemas where REQUIRE_KUBERNETES=1 or KUBERNETES_SCHEMAS=1.
@@ -60,8 +60,10 @@ coverage_status=0
 lint_status=0
 bin=$(dirname "$python")
 if [[ -x "$bin/ruff" ]]; then
-  say "lint: ruff, shellcheck, hadolint"
+  say "lint: ruff, mypy, shellcheck, hadolint"
   "$bin/ruff" check . || lint_status=$?
+  # The types: what it checks, and how strictly, is [tool.mypy] in pyproject.toml.
+  "$bin/mypy" || lint_status=$?
   "$bin/shellcheck" -x run.sh test.sh .ci/run .ci/*.sh bench/run.sh || lint_status=$?
   "$bin/hadolint" Dockerfile || lint_status=$?
 elif [[ "${CI:-}" == true ]]; then

@@ -4,6 +4,7 @@ import json
 import logging
 import re
 import time
+from typing import Any
 
 import cherrypy
 from cherrypy._cplogging import LogManager
@@ -15,7 +16,7 @@ _NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]').search
 _MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
 
 
-def escape(value):
+def escape(value: str) -> str:
     """Escape one access-log atom as CherryPy does, but only when it needs it."""
     if not _NEEDS_ESCAPE(value):
         return value
@@ -31,10 +32,10 @@ class AccessLog(LogManager):
     LOG_FORMAT=json each line is one JSON object instead, for log collectors.
     """
 
-    _stamp = (None, '')
+    _stamp: tuple[int | None, str] = (None, '')
     json = False
 
-    def access(self):
+    def access(self) -> None:
         """Log the current request (Combined Log Format or JSON), unless it opted out."""
         request = cherrypy.serving.request
         if not getattr(request, 'access_log', True):
@@ -42,7 +43,8 @@ class AccessLog(LogManager):
         if self.json:
             return self.access_json(request, cherrypy.serving.response)
         if self.access_log_format != LogManager.access_log_format:
-            return super().access()  # a custom format: CherryPy's general formatter
+            super().access()  # a custom format: CherryPy's general formatter
+            return None
         response = cherrypy.serving.response
         status = response.output_status
         status = status.split(b' ', 1)[0].decode('ISO-8859-1') if status else '-'
@@ -58,11 +60,11 @@ class AccessLog(LogManager):
         except Exception:
             self(traceback=True)  # as CherryPy's own access(): an error line, not a failed request
 
-    def access_json(self, request, response):
+    def access_json(self, request: Any, response: Any) -> None:
         """Log the current request as one JSON object (LOG_FORMAT=json)."""
         status = response.output_status
         headers = request.headers
-        length = dict.get(response.headers, 'Content-Length')
+        length = dict.get(response.headers, 'Content-Length', '')
         try:
             self.access_log.log(logging.INFO, json.dumps({
                 'time': datetime.datetime.fromtimestamp(response.time).astimezone().isoformat(
@@ -81,7 +83,7 @@ class AccessLog(LogManager):
         except Exception:
             self(traceback=True)
 
-    def time(self):
+    def time(self) -> str:
         """Return CherryPy's [dd/Mon/yyyy:hh:mm:ss] local time, formatted once a second."""
         second = int(time.time())
         if AccessLog._stamp[0] != second:
@@ -92,7 +94,7 @@ class AccessLog(LogManager):
         return AccessLog._stamp[1]
 
 
-def prepare_apps():
+def prepare_apps() -> None:
     """Give every mounted app our access log (the loggers, and their handlers, stay)."""
     for app in cherrypy.tree.apps.values():
         if not isinstance(app.log, AccessLog):

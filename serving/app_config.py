@@ -19,9 +19,10 @@ _SECTION_LINE = re.compile(r'\s*\[(?P<section>[^\]]*)\]')
 _OPTION_LINE = re.compile(r'(?P<option>[^\s=:#;\[][^=:]*?)\s*[=:]')
 
 
-def _option_lines(text):
+def _option_lines(text: str) -> dict[tuple[str | None, str], int]:
     """Map (section, option) to the line number where prod.conf sets it."""
-    lines, section = {}, None
+    lines: dict[tuple[str | None, str], int] = {}
+    section: str | None = None
     for number, line in enumerate(text.splitlines(), 1):
         found = _SECTION_LINE.match(line)
         if found:
@@ -31,7 +32,7 @@ def _option_lines(text):
     return lines
 
 
-def _tool_option_problem(key):
+def _tool_option_problem(key: str) -> str | None:
     """Return why `key` (tools.NAME.OPTION) names no tool option CherryPy has, or None."""
     _, _, rest = key.partition('.')
     name, _, option = rest.partition('.')
@@ -52,7 +53,7 @@ def _tool_option_problem(key):
     return f'{key}: tools.{name} has no option {option!r} (it takes {known})'
 
 
-def check_app_config(path):
+def check_app_config(path: str) -> None:
     """Raise ConfigError naming the file, line and option of the first mistake in `path`.
 
     CherryPy reads prod.conf with a traceback for a bad value, names the wrong line for a
@@ -76,7 +77,7 @@ def check_app_config(path):
         line = text.splitlines()[number - 1].strip()
         raise ConfigError(f'{name} line {number}: {line!r} is neither a [section] '
                           'nor an option = value') from None
-    except configparser.Error as error:  # a section or option given twice
+    except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as error:
         reason = re.sub(r'^While reading from .*?\]: ', '', str(error))
         raise ConfigError(f'{name} line {error.lineno}: {reason}') from None
     lines = _option_lines(text)

@@ -3,6 +3,8 @@ import contextlib
 import io
 import re
 import threading
+from collections.abc import Iterator
+from wsgiref.types import InputStream
 
 import cherrypy
 
@@ -16,9 +18,10 @@ _BOUNDARY = re.compile(r'boundary="?([^";,\s]+)', re.IGNORECASE)
 MAX_BODY = 64 * 1024
 
 
-def max_body():
+def max_body() -> int:
     """Return the body cap: the seed's server.max_request_body_size, else MAX_BODY."""
-    return cherrypy.config.get('server.max_request_body_size', MAX_BODY)
+    cap: int = cherrypy.config.get('server.max_request_body_size', MAX_BODY)
+    return cap
 
 
 class BodyTimeout(Exception):
@@ -35,14 +38,15 @@ class DeadlineInput:
     app asks: paths that take no body never wait for one.
     """
 
-    def __init__(self, raw, limit, timeout, content_type='', waiting=None):
+    def __init__(self, raw: InputStream, limit: int, timeout: float, content_type: str = '',
+                 waiting: threading.Semaphore | None = None) -> None:
         self.raw, self.limit, self.timeout = raw, limit, timeout
         self.content_type = content_type
         self.waiting = waiting
-        self.buffer = None
+        self.buffer: io.BytesIO | None = None
         self.pending = False
 
-    def _load(self):
+    def _load(self) -> io.BytesIO:
         """Read the whole body (up to limit + 1 bytes) within the timeout, or raise."""
         if self.buffer is not None:
             return self.buffer
@@ -56,11 +60,12 @@ class DeadlineInput:
             if self.waiting is not None:
                 self.waiting.release()
 
-    def _read_within_timeout(self):
+    def _read_within_timeout(self) -> io.BytesIO:
         """Read the body in a thread of its own; wait for it at most `timeout` s."""
-        chunks, done = [], threading.Event()
+        chunks: list[bytes] = []
+        done = threading.Event()
 
-        def read():
+        def read() -> None:
             # A reset connection ends the body: what came is what the handler gets.
             with contextlib.suppress(Exception):
                 left = self.limit + 1
@@ -84,31 +89,32 @@ class DeadlineInput:
         self.buffer = io.BytesIO(body)
         return self.buffer
 
-    def read(self, size=-1):
+    def read(self, size: int | None = -1) -> bytes:
         """Read up to `size` bytes of the body (all with -1 or None)."""
         return self._load().read(-1 if size is None else size)
 
-    def readline(self, size=-1):
+    def readline(self, size: int | None = -1) -> bytes:
         """Read one line of the body."""
         return self._load().readline(size)
 
-    def readlines(self, hint=-1):
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
         """Read the body's lines."""
         return self._load().readlines(hint)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         """Iterate over the body's lines."""
         return iter(self._load())
 
 
-def too_many_parts(content_type, body):
+def too_many_parts(content_type: str, body: bytes) -> bool:
     """Tell whether `body` is multipart with more than MAX_PARTS parts."""
     found = _BOUNDARY.search(content_type) if content_type.lower().startswith('multipart/') \
         else None
-    return bool(found) and body.count(b'--' + found.group(1).encode('latin-1')) > MAX_PARTS + 1
+    return found is not None and (
+        body.count(b'--' + found.group(1).encode('latin-1')) > MAX_PARTS + 1)
 
 
-def takes_body():
+def takes_body() -> None:
     """Tell CherryPy not to read a request body where nothing can take one.
 
     Run before the body is read (`before_request_body`), once dispatch knows the handler: with

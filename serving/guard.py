@@ -1,16 +1,24 @@
 """The guard: a WSGI layer around cherrypy.tree for refusals, security headers and answers."""
+import ctypes
 import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, cast
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 import cherrypy
 
 from serving import metrics
 from serving.bodies import MAX_BODY, DeadlineInput
+from serving.metrics import RequestMetrics
 from serving.refusals import refusal, tidy
 from serving.request import SERVER_ERROR, error_page
 from serving.streaming import Streamed
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
 
 # Answers with a length up to this size (the page, the logo) are handed to granian whole,
 # which writes them from its own I/O: a slow reader holds at most this much, never a thread.
@@ -29,6 +37,15 @@ ROUTE = 'landing.route'
 SERVER = ('Server', 'Landing')
 
 
+# The app the guard calls: a WSGI app that never calls write() (CherryPy's tree), since its
+# start_response returns None while the guard holds the answer.
+App = Callable[[WSGIEnvironment, Callable[..., object]], Iterable[bytes]]
+# An answer's headers, and what Guard.answer holds of a start_response call (None: passed on).
+Headers = list[tuple[str, str]]
+Started = tuple[str, Headers, 'OptExcInfo | None']
+Held = Started | None
+
+
 class Guard:
     """WSGI layer around the CherryPy app: refusals, mends, security headers, one-piece answers.
 
@@ -38,21 +55,23 @@ class Guard:
     refusals included.
     """
 
-    metrics = None
+    metrics: RequestMetrics | None = None
 
-    def __init__(self, app, draining, policy=(), max_body=MAX_BODY, body_timeout=10,
-                 body_waiters=None):
+    def __init__(self, app: App, draining: ctypes.c_byte,
+                 policy: Mapping[str, str] | None = None,
+                 max_body: int = MAX_BODY, body_timeout: float = 10,
+                 body_waiters: int | None = None) -> None:
         self.app = app
         self.draining = draining
         # The page policy's headers (landing.py's HEADERS), as (name, value) pairs.
-        self.policy = tuple(dict(policy).items())
+        self.policy = tuple((policy or {}).items())
         self.max_body = max_body
         self.body_timeout = body_timeout
         # At most this many threads wait for request bodies at once (None: no cap).
         self.body_waiting = (threading.BoundedSemaphore(body_waiters) if body_waiters
                              else None)
 
-    def headers(self, headers):
+    def headers(self, headers: Headers) -> Headers:
         """Return `headers` with ours in place, and Connection: close when draining.
 
         The Server header is always ours; each policy header is added unless the answer sets
@@ -68,14 +87,15 @@ class Guard:
             headers.append(('Connection', 'close'))
         return headers
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request, counted and timed when metrics are on."""
         if self.metrics is None:
             return self.answer(environ, start_response)
         started = self.metrics.started()
-        statuses = []
+        statuses: list[str] = []
 
-        def start(status, headers, exc_info=None):
+        def start(status: str, headers: Headers,
+                  exc_info: 'OptExcInfo | None' = None) -> Callable[[bytes], object]:
             statuses.append(status)
             return start_response(status, headers, exc_info)
 
@@ -86,7 +106,8 @@ class Guard:
             self.metrics.finished(started, environ.get('REQUEST_METHOD', ''),
                                   environ.get(ROUTE, 'error'), status)
 
-    def page(self, start_response, status, close=True, exc_info=None):
+    def page(self, start_response: StartResponse, status: str, close: bool = True,
+             exc_info: 'OptExcInfo | None' = None) -> list[bytes]:
         """Answer with the project's page for `status`; return the body."""
         body = error_page(status, '', '', '').encode()
         headers = [('Content-Type', 'text/html; charset=utf-8'),
@@ -99,7 +120,7 @@ class Guard:
             start_response(status, self.headers(headers))
         return [body]
 
-    def answer(self, environ, start_response):
+    def answer(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Refuse the request, or mend it and pass it to the app; return the body."""
         refused = refusal(environ, self.max_body)
         if refused:
@@ -109,9 +130,10 @@ class Guard:
         body = environ['wsgi.input'] = DeadlineInput(
             environ['wsgi.input'], self.max_body, self.body_timeout,
             environ.get('CONTENT_TYPE', ''), self.body_waiting)
-        held = []
+        held: list[Held] = []
 
-        def start(status, headers, exc_info=None):
+        def start(status: str, headers: Headers,
+                  exc_info: 'OptExcInfo | None' = None) -> Callable[[bytes], object] | None:
             if held and held[0] is None:  # an app that starts late: straight through
                 return start_response(status, self.headers(headers), exc_info)
             held.append((status, headers, exc_info))
@@ -131,7 +153,7 @@ class Guard:
             return self.cut_off(start_response)
         return self.forward(answer, held, start_response)
 
-    def cut_off(self, start_response):
+    def cut_off(self, start_response: StartResponse) -> Iterator[bytes]:
         """Answer 408 to a request whose body read is still pending, and drop the connection.
 
         granian 2.8.7 takes the read's lock once the app returns, holding the GIL: while the
@@ -145,12 +167,14 @@ class Guard:
             ('Content-Length', str(len(page) + 1)), ('Connection', 'close')]))
         return _cut_short(page)
 
-    def forward(self, answer, held, start_response):
+    def forward(self, answer: Iterable[bytes], held: list[Held],
+                start_response: StartResponse) -> Iterable[bytes]:
         """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
         if not held:
             held.append(None)
             return answer
-        status, headers, exc_info = held[-1]
+        # None is held only once an answer is passed on (above): this one is held.
+        status, headers, exc_info = cast(Started, held[-1])
         if status.startswith('500') or status.startswith('408'):
             # Whatever wrote it (CherryPy's bare error path included), the page is ours;
             # after a 408 the rest of the body is not read: the connection closes.
@@ -173,7 +197,7 @@ class Guard:
                 answer.close()  # CherryPy's request ends in this thread; a file stays open
 
 
-def _cut_short(page):
+def _cut_short(page: bytes) -> Iterator[bytes]:
     """Yield `page`, then end after CUT_OFF_GRACE: hyper sends it, then drops the connection."""
     yield page
     time.sleep(CUT_OFF_GRACE)

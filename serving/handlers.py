@@ -1,11 +1,16 @@
 """The handler tool: query parameters a handler does not take are dropped, str sent as UTF-8."""
 import functools
 import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import cherrypy
 
+# What a page handler returns: str or bytes, or an iterable of either, or nothing.
+Body = str | bytes | Iterable[str | bytes] | None
 
-def _accepted_params(callable_):
+
+def _accepted_params(callable_: Callable[..., object]) -> frozenset[str] | None:
     """Return the names `callable_` takes as keywords, or None if it takes any (**kwargs)."""
     try:
         parameters = inspect.signature(callable_).parameters.values()
@@ -20,7 +25,7 @@ def _accepted_params(callable_):
 _accepted_params_cached = functools.lru_cache(maxsize=1024)(_accepted_params)
 
 
-def ignore_unused_params():
+def ignore_unused_params() -> None:
     """Drop query parameters the handler does not take (utm_*, fbclid, gclid...).
 
     CherryPy passes every query parameter to the handler as a keyword and answers 404 when
@@ -49,10 +54,10 @@ class Utf8Handler:
     handler stays reachable as `oldhandler`.
     """
 
-    def __init__(self, oldhandler):
+    def __init__(self, oldhandler: Callable[..., Body]) -> None:
         self.oldhandler = oldhandler
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> bytes | Iterable[bytes] | None:
         """Call the page handler; encode a str answer, or each str chunk it yields."""
         body = self.oldhandler(*args, **kwargs)
         if isinstance(body, bytes):
@@ -68,7 +73,7 @@ class Utf8Handler:
         return (chunk.encode('utf-8') if isinstance(chunk, str) else chunk for chunk in body)
 
 
-def prepare_handler():
+def prepare_handler() -> None:
     """Drop unused query parameters, then wrap the handler in a Utf8Handler (tools.handler).
 
     One tool for both: each tool costs its setup on every request.

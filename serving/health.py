@@ -2,12 +2,17 @@
 import ctypes
 import mmap
 import threading
+from typing import Any, TypeVar
 
 import cherrypy
 from cherrypy.process.wspbus import states
 
+# What shared() makes: a ctypes number (c_byte) or an array of them.
+_Number = TypeVar('_Number', bound='ctypes._SimpleCData[Any]')
+_Array = TypeVar('_Array', bound='ctypes.Array[Any]')
 
-def shared(ctype):
+
+def shared(ctype: type[_Number] | type[_Array]) -> _Number | _Array:
     """Return a `ctype` instance in memory that forked workers share with this process.
 
     An anonymous mapping, not a file: multiprocessing's RawValue makes one in /dev/shm, and
@@ -28,7 +33,7 @@ stopping = shared(ctypes.c_byte)
 started = threading.Event()
 
 
-def status():
+def status() -> str:
     """Return 'serving', 'starting' (not yet serving) or 'stopping' (draining or stopped)."""
     if draining.value:
         return 'stopping'

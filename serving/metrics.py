@@ -13,7 +13,10 @@ granian's own exporter stays off (serving/supervisor.py says why), so its figure
 Workers are separate processes, so their figures go through prometheus_client's
 multiprocess mode: files in a folder under /dev/shm (a tmpfs even in a read-only container).
 """
+from __future__ import annotations  # annotations name prometheus_client, imported only when used
+
 import collections
+import functools
 import glob
 import os
 import re
@@ -21,6 +24,20 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, MutableMapping
+from typing import TYPE_CHECKING, TypedDict, cast
+
+if TYPE_CHECKING:
+    import asyncio
+    import socket
+
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import CollectorRegistry
+
+    class _Registry(TypedDict, total=False):
+        """The metrics' registry argument: left out, prometheus_client's default one."""
+
+        registry: CollectorRegistry
 
 MULTIPROC_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 # Latency of a landing page: from a cached answer (1 ms) to a stuck upstream (5 s).
@@ -30,7 +47,7 @@ METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'}
 SAMPLE_EVERY = 0.25
 
 
-def prepare_directory(environ=os.environ):
+def prepare_directory(environ: MutableMapping[str, str] = os.environ) -> str:
     """Point prometheus_client's multiprocess mode at a fresh folder; return its path.
 
     Must run before prometheus_client is imported: it picks its storage at import.
@@ -46,7 +63,7 @@ def prepare_directory(environ=os.environ):
     return folder
 
 
-def remove_leftovers(parent):
+def remove_leftovers(parent: str) -> None:
     """Remove the folders in `parent` of servers that are gone (killed, so never tidied up)."""
     for folder in glob.glob(os.path.join(parent, 'landing-metrics-*')):
         pid = folder.rsplit('-', 1)[1]
@@ -54,7 +71,7 @@ def remove_leftovers(parent):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def remove_directory(folder):
+def remove_directory(folder: str) -> None:
     """Remove the multiprocess folder at exit: it holds nothing worth keeping."""
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -68,10 +85,11 @@ class RequestMetrics:
     prometheus_client's one lock, the same figures cost a tenth of the page's req/s.
     """
 
-    def __init__(self, threads, registry=None, sample_every=None):
+    def __init__(self, threads: int, registry: CollectorRegistry | None = None,
+                 sample_every: float | None = None) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
-        kwargs = {} if registry is None else {'registry': registry}
+        kwargs: _Registry = {} if registry is None else {'registry': registry}
         self.requests = Counter(
             'landing_http_requests', 'Requests answered, by method, route and status class.',
             ['method', 'route', 'status'], **kwargs)
@@ -84,24 +102,27 @@ class RequestMetrics:
         self.total = Gauge('landing_threads_total', 'Python threads in the pools (THREADS).',
                            multiprocess_mode='livesum', **kwargs)
         self.total.set(threads)
-        self.active, self.answered = set(), collections.deque()
+        self.active: set[int] = set()
+        # (method, route, status, seconds) of each request answered since the last publish().
+        self.answered: collections.deque[tuple[str, str, int, float]] = collections.deque()
         if sample_every:
             threading.Thread(target=self.sample, args=(sample_every,), name='metrics-sampler',
                              daemon=True).start()
 
-    def started(self):
+    def started(self) -> float:
         """Note a request taking this thread; return when it started."""
         self.active.add(threading.get_ident())
         return time.perf_counter()
 
-    def finished(self, started, method, route, status):
+    def finished(self, started: float, method: str, route: str, status: int) -> None:
         """Note a request answered: its method, route, status code and duration."""
         self.answered.append((method, route, status, time.perf_counter() - started))
         self.active.discard(threading.get_ident())
 
-    def publish(self):
+    def publish(self) -> None:
         """Write what was answered since the last call, and the busy threads, to the files."""
-        counters, timers = {}, {}
+        counters: dict[tuple[str, str, str], int] = {}
+        timers: dict[str, list[float]] = {}
         while self.answered:
             method, route, status, elapsed = self.answered.popleft()
             key = (method if method in METHODS else 'other', route, f'{status // 100}xx')
@@ -115,20 +136,21 @@ class RequestMetrics:
                 timer.observe(elapsed)
         self.busy.set(len(self.active))
 
-    def sample(self, every):
+    def sample(self, every: float) -> None:
         """Publish every `every` seconds, for the life of the worker."""
         while True:
             self.publish()
             time.sleep(every)
 
 
-def route_of(request):
+def route_of(request: object) -> str:
     """Return the route label for a CherryPy request: its handler, 'static' or 'unmatched'."""
     handler = getattr(request, 'handler', None)
     handler = getattr(handler, 'oldhandler', handler)  # server.Utf8Handler wraps the page handler
     callable_ = getattr(handler, 'callable', None)
     if callable_ is not None:
-        return getattr(callable_, '__qualname__', 'handler')
+        name: str = getattr(callable_, '__qualname__', 'handler')
+        return name
     config = getattr(request, 'config', None) or {}
     if handler is None and (config.get('tools.staticdir.on') or config.get('tools.staticfile.on')):
         return 'static'
@@ -139,7 +161,7 @@ _CHILDREN = '/proc/{pid}/task/{pid}/children'
 _LIVE_FILE = re.compile(r'gauge_live\w+_(\d+)\.db$')
 
 
-def child_pids(pid):
+def child_pids(pid: int) -> list[int]:
     """Return the PIDs of `pid`'s child processes (granian's workers), from /proc."""
     try:
         with open(_CHILDREN.format(pid=pid)) as children:
@@ -151,19 +173,20 @@ def child_pids(pid):
 class ProcessTree:
     """process_* figures for the supervisor and each worker, labelled by process."""
 
-    def __init__(self, pid=None):
+    def __init__(self, pid: int | None = None) -> None:
         self.pid = pid or os.getpid()
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         """Yield prometheus_client's process metrics for every process of the server."""
         from prometheus_client import ProcessCollector
         from prometheus_client.core import Metric
 
-        merged = {}
+        merged: dict[str, Metric] = {}
         names = [(self.pid, 'supervisor')] + [
             (child, f'worker-{index}') for index, child in enumerate(child_pids(self.pid), 1)]
         for pid, name in names:
-            for family in ProcessCollector(pid=lambda pid=pid: pid, registry=None).collect():
+            collector = ProcessCollector(pid=functools.partial(int, pid), registry=None)
+            for family in collector.collect():
                 into = merged.setdefault(family.name, Metric(
                     family.name, family.documentation, family.type))
                 for sample in family.samples:
@@ -174,7 +197,7 @@ class ProcessTree:
 class MultiProcess:
     """The workers' figures from the multiprocess folder, forgetting workers that are gone."""
 
-    def __init__(self, folder):
+    def __init__(self, folder: str) -> None:
         from prometheus_client import multiprocess
         from prometheus_client.registry import CollectorRegistry
 
@@ -183,12 +206,13 @@ class MultiProcess:
         self.registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(self.registry, path=folder)
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         """Yield the workers' metric families, and the requests in flight."""
         from prometheus_client.core import GaugeMetricFamily
 
         for path in glob.glob(os.path.join(self.folder, 'gauge_live*.db')):
-            pid = int(_LIVE_FILE.search(path).group(1))
+            # The glob finds prometheus_client's live gauge files, all named as _LIVE_FILE says.
+            pid = int(cast(re.Match[str], _LIVE_FILE.search(path)).group(1))
             if not os.path.exists(f'/proc/{pid}'):
                 self.multiprocess.mark_process_dead(pid, self.folder)
         families = list(self.registry.collect())
@@ -222,34 +246,35 @@ class Exporter:
     `Server: Landing` and no version.
     """
 
-    def __init__(self, registry, listener):
+    def __init__(self, registry: CollectorRegistry, listener: socket.socket) -> None:
         import asyncio
         import concurrent.futures
 
         self.asyncio = asyncio
         self.registry = registry
         self.listener = listener
-        self.waiting = {}  # connections whose request has not arrived yet, oldest first
+        # Connections whose request has not arrived yet, oldest first.
+        self.waiting: dict[asyncio.StreamWriter, asyncio.WriteTransport] = {}
         self.render_pool = concurrent.futures.ThreadPoolExecutor(1, 'metrics-render')
 
-    def run(self):
+    def run(self) -> None:
         """Serve until the process ends (the thread's target)."""
         self.asyncio.run(self.main())
 
-    async def main(self):
+    async def main(self) -> None:
         """Accept connections on the listener forever."""
         served = await self.asyncio.start_server(self.handle, sock=self.listener, limit=MAX_HEAD)
         async with served:
             await served.serve_forever()
 
-    def render(self, accept):
+    def render(self, accept: str) -> tuple[bytes, str]:
         """Return the metrics in the format `accept` asks for, and its content type."""
         from prometheus_client import exposition
 
         encoder, content_type = exposition.choose_encoder(accept)
         return encoder(self.registry), content_type
 
-    async def handle(self, reader, writer):
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Answer one request on a connection, then close it."""
         if len(self.waiting) >= MAX_CONNECTIONS:
             oldest = next(iter(self.waiting))
@@ -263,7 +288,7 @@ class Exporter:
             self.waiting.pop(writer, None)
             writer.close()
 
-    async def answer(self, reader, writer):
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Read a request head; write the metrics for GET (and HEAD), 405 for other methods.
 
         Reading the head and sending the answer have IO_TIMEOUT each; rendering has none
@@ -289,7 +314,7 @@ class Exporter:
         await self.asyncio.wait_for(writer.drain(), IO_TIMEOUT)
 
 
-def serve(listener, folder):
+def serve(listener: socket.socket, folder: str) -> Exporter:
     """Serve /metrics on the bound `listener` from this (the supervisor) process; return it."""
     from prometheus_client.registry import CollectorRegistry
 

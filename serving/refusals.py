@@ -2,6 +2,7 @@
 import email.utils
 import re
 import urllib.parse
+from wsgiref.types import WSGIEnvironment
 
 from cherrypy.lib import httputil
 
@@ -49,7 +50,7 @@ MAX_COOKIE_BACKSLASHES = 64
 MAX_ENCODED_WORDS = 8
 
 
-def _valid_date(value):
+def _valid_date(value: str) -> bool:
     """Tell whether an HTTP date header holds a date (RFC 9110 §13.1.3: ignore one that doesn't)."""
     try:
         return email.utils.parsedate_to_datetime(value) is not None
@@ -57,7 +58,7 @@ def _valid_date(value):
         return False
 
 
-def decodable(value):
+def decodable(value: str) -> bool:
     """Tell whether CherryPy can read header `value` cheaply: few encoded words, all valid."""
     if '=?' not in value:
         return True
@@ -70,7 +71,7 @@ def decodable(value):
     return True
 
 
-def header_refusal(environ):
+def header_refusal(environ: WSGIEnvironment) -> tuple[str, str] | None:
     """Return (status, reason) for a header CherryPy would read slowly or fail on, else None."""
     for key, value in environ.items():
         if not key.startswith(('HTTP_', 'CONTENT_')):
@@ -85,7 +86,7 @@ def header_refusal(environ):
     return None
 
 
-def refusal(environ, max_body=MAX_BODY):
+def refusal(environ: WSGIEnvironment, max_body: int = MAX_BODY) -> tuple[str, str] | None:
     """Return (status, reason) for a request the app must not see, or None to pass it on."""
     host = environ.get('HTTP_HOST', '')
     # Two Host fields arrive joined by a comma, which the pattern refuses. HTTP/1.1 needs one.
@@ -104,7 +105,7 @@ def refusal(environ, max_body=MAX_BODY):
     return header_refusal(environ)
 
 
-def tidy(environ):
+def tidy(environ: WSGIEnvironment) -> None:
     """Mend what granian passes and CherryPy misreads, and drop validators that would amplify."""
     if environ['SERVER_PROTOCOL'] == 'HTTP/1':
         environ['SERVER_PROTOCOL'] = 'HTTP/1.0'  # granian's name for 1.0; CherryPy needs x.y

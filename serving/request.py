@@ -5,7 +5,7 @@ from serving.bodies import takes_body
 from serving.static import static_only
 
 
-def error_page(status, message, traceback, version):
+def error_page(status: str, message: str, traceback: str, version: str) -> str:
     """Render an error as a short page that names neither tracebacks nor versions."""
     return f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
 
@@ -26,7 +26,7 @@ class GuardedRequest(cherrypy._cprequest.Request):
     error_page = {'default': error_page}
 
 
-def check_request():
+def check_request() -> None:
     """Once dispatch knows the handler, before any body is read: static paths, then the body.
 
     A hook of GuardedRequest's own, not a tool: a tool's setup costs every request.

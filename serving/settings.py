@@ -89,7 +89,7 @@ class Variable:
     address: bool = False
     choices: tuple[str, ...] = ()
 
-    def read(self, raw: str) -> Any:
+    def read(self, raw: str) -> str | int | bool:
         """Return the setting's value for `raw`, or raise ConfigError naming the variable."""
         if self.choices:
             if raw not in self.choices:

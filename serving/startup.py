@@ -10,7 +10,10 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
+from wsgiref.types import WSGIApplication
 
 import cherrypy
 
@@ -22,27 +25,27 @@ from serving.guard import Guard
 from serving.health import draining
 from serving.request import GuardedRequest, error_page
 from serving.settings import CHERRYPY_DEFAULTS, ConfigError, Settings
-from serving.supervisor import build_server, log
+from serving.supervisor import Server, build_server, log
 from serving.workers import begin_worker, run_worker, start_engine, traced_in_every_thread
 
 # This package's own folder: its frames are not the app's, in a load error's traceback.
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def stop_if_signalled_early(server):
+def stop_if_signalled_early(server: Server) -> None:
     """Stop `server` as soon as it can, if SIGTERM or Ctrl-C came during start-up."""
     if stop_early.signals:
         server.signal_handler_interrupt()
 
 
-def raise_open_files_limit():
+def raise_open_files_limit() -> None:
     """Raise the soft open-files limit to the hard one: every connection is a descriptor."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def bindable_address(host, port, name='HOST'):
+def bindable_address(host: str, port: int, name: str = 'HOST') -> str:
     """Return the IP address to listen on for `host`, or raise ConfigError naming the problem.
 
     granian binds with SO_REUSEPORT, so a second server on a port in use would start and
@@ -60,10 +63,10 @@ def bindable_address(host, port, name='HOST'):
             probe.bind(address)
         except OSError as error:
             raise ConfigError(f'cannot listen on {host}:{port}: {error.strerror}') from None
-    return address[0]
+    return str(address[0])
 
 
-def configure(environ):
+def configure(environ: Mapping[str, str]) -> Settings:
     """Configure CherryPy for serving and return the Settings (landing.py's seed, then environ)."""
     settings = Settings.from_environ(environ)
     # CherryPy's log lines print none of these; looking them up cost a getpid() per request.
@@ -88,7 +91,8 @@ def configure(environ):
     return settings
 
 
-def mount(root, config_path, settings, headers=()):
+def mount(root: object, config_path: str, settings: Settings,
+          headers: Mapping[str, str] | None = None) -> Guard:
     """Mount `root` at / with the app config in `config_path`; return the WSGI app to serve.
 
     `headers` (name to value) go on every answer, errors and refusals included, unless the
@@ -106,7 +110,8 @@ def mount(root, config_path, settings, headers=()):
                  max(1, settings.threads // 2))
 
 
-def load_fresh_app(root, config_path, supervisor, headers, _target):
+def load_fresh_app(root: tuple[str, str], config_path: str, supervisor: int,
+                   headers: Mapping[str, str] | None, _target: str) -> WSGIApplication:
     """Build the app anew in a spawned worker (RELOAD=1): the edited code, imported afresh.
 
     `root` names the root class as (module, name); `headers` are serve()'s, as it started. An
@@ -126,7 +131,7 @@ def load_fresh_app(root, config_path, supervisor, headers, _target):
     return traced_in_every_thread(app)
 
 
-def load_error(error, app_dir):
+def load_error(error: BaseException, app_dir: str) -> str:
     """Return `error` as one block: the app's own lines of its traceback, then what went wrong."""
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)
               if frame.filename.startswith(app_dir + os.sep)
@@ -136,18 +141,19 @@ def load_error(error, app_dir):
             + 'landing: fix it and save: the server is still watching')
 
 
-def root_name(root):
+def root_name(root: object) -> tuple[str, str]:
     """Return (module, class name) of `root`, importable by a spawned worker.
 
     Run as a script, the app's module is __main__: its name is then the script's own.
     """
     module = type(root).__module__
     if module == '__main__':
-        module = Path(sys.modules['__main__'].__file__).stem
+        # A script run as __main__ has a __file__.
+        module = Path(cast(str, sys.modules['__main__'].__file__)).stem
     return module, type(root).__qualname__
 
 
-def keep_main_out_of_spawned_workers():
+def keep_main_out_of_spawned_workers() -> None:
     """Have spawned workers skip re-running the script that started the server (landing.py).
 
     multiprocessing runs the parent's main script again in each spawned process, before any
@@ -160,7 +166,7 @@ def keep_main_out_of_spawned_workers():
         main.__spec__ = importlib.machinery.ModuleSpec('__main__', None)
 
 
-def open_metrics_listener(settings):
+def open_metrics_listener(settings: Settings) -> socket.socket:
     """Bind the metrics port now, before any worker starts, or raise ConfigError naming it."""
     host, port = settings.metrics_host, settings.metrics_port
     address = bindable_address(host, port, 'METRICS_HOST')  # names a port in use in one line
@@ -168,7 +174,8 @@ def open_metrics_listener(settings):
                                 family=socket.AF_INET6 if ':' in address else socket.AF_INET)
 
 
-def serve(root, config_path, headers=(), environ=os.environ):
+def serve(root: object, config_path: str, headers: Mapping[str, str] | None = None,
+          environ: Mapping[str, str] = os.environ) -> None:
     """Mount `root` with `config_path` and serve it until SIGTERM or Ctrl-C; exit on bad config.
 
     `headers` (name to value: landing.py's page policy) go on every answer, errors included,
@@ -215,7 +222,7 @@ def serve(root, config_path, headers=(), environ=os.environ):
         ignore_stop_signals()
 
 
-def ignore_stop_signals():
+def ignore_stop_signals() -> None:
     """Ignore further stop signals: the server has stopped, the process is ending.
 
     Python puts back the default action of every signal it handled as it finalizes, and a

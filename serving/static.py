@@ -6,7 +6,7 @@ import urllib.parse
 import cherrypy
 
 
-def static_allowed(folder, branch):
+def static_allowed(folder: str, branch: str) -> bool:
     """Tell whether `branch` under `folder` names no dot entry and stays inside it for real."""
     if any(part.startswith('.') for part in re.split(r'[\\/]', branch)):
         return False
@@ -18,7 +18,7 @@ def static_allowed(folder, branch):
     return real == base or real.startswith(base + os.sep)
 
 
-def static_only():
+def static_only() -> None:
     """Raise 404 for a dotfile, dot-folder or symlink leaving its folder, before static tools.
 
     CherryPy's staticdir unquotes the path once more (`%252e` is a dot) and follows symlinks.

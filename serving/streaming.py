@@ -1,7 +1,13 @@
 """Big answers sent from a thread of their own, so a slow reader never holds a pool thread."""
 import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import cherrypy
+from granian.wsgi import ResponseIterWrap
+
+if TYPE_CHECKING:
+    from granian._granian import WSGIScope  # in granian's stub only
 
 # A big answer goes out this many bytes at a time; granian queues 4 chunks, so a reader that
 # stops holds a thread of its own and a few chunks, never the whole file.
@@ -15,16 +21,16 @@ class Streamed:
     Under another WSGI server it is an ordinary iterable.
     """
 
-    def __init__(self, body):
+    def __init__(self, body: Iterable[bytes]) -> None:
         self.body = body
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         """Yield the body in pieces of at most STREAM_CHUNK bytes."""
         for chunk in self.body:
             for start in range(0, len(chunk), STREAM_CHUNK):
                 yield chunk[start:start + STREAM_CHUNK]
 
-    def close(self):
+    def close(self) -> None:
         """Let the body go (granian calls this at the end, or when the client goes).
 
         Not CherryPy's close: that ran in the pool thread, where its request lives. The file
@@ -42,14 +48,16 @@ class _Protocol:
 
     __slots__ = ('protocol',)
 
-    def __init__(self, protocol):
+    # granian's protocol object (Rust) is not in its type stubs: Any.
+    def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
 
-    def response_bytes(self, status, headers, body):
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         """Send a whole answer (granian writes it from its own I/O)."""
         self.protocol.response_bytes(status, headers, body)
 
-    def response_iter(self, status, headers, body):
+    def response_iter(self, status: int, headers: list[tuple[str, str]],
+                      body: ResponseIterWrap) -> None:
         """Send an iterated answer: a Streamed one from a thread of its own."""
         if isinstance(body.inner, Streamed):
             try:
@@ -61,10 +69,14 @@ class _Protocol:
         self.protocol.response_iter(status, headers, body)
 
 
-def streaming_runner(runner):
+# granian's WSGI callback: (its protocol object, the request's scope) -> the status code.
+Runner = Callable[[Any, 'WSGIScope'], int]
+
+
+def streaming_runner(runner: Runner) -> Runner:
     """Return granian's WSGI `runner` (its callback) sending Streamed answers from own threads."""
 
-    def run(protocol, scope):
+    def run(protocol: Any, scope: 'WSGIScope') -> int:
         return runner(_Protocol(protocol), scope)
 
     return run

@@ -7,7 +7,10 @@ import socket
 import threading
 import time
 import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from wsgiref.types import WSGIApplication
 
 import cherrypy
 from granian.constants import HTTPModes, Interfaces
@@ -15,7 +18,9 @@ from granian.http import HTTP1Settings
 from granian.server import MPServer
 
 from serving import metrics
+from serving.guard import Guard
 from serving.health import draining, stopping
+from serving.settings import Settings
 from serving.workers import (
     begin_worker,
     heartbeats,
@@ -39,7 +44,7 @@ RELOAD_IGNORED = ['.venv', '.git', 'tests', 'bench', 'test-output', 'docs', 'dep
 class _QuietThreadsWarning(logging.Filter):
     """Drop granian's warning that 100 threads is many: it is this template's deliberate default."""
 
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         """Keep every record but that one warning."""
         return 'Python threads' not in record.getMessage()
 
@@ -71,17 +76,20 @@ class Server(MPServer):
     are started.
     """
 
-    def __init__(self, target, *, app, drain_seconds=0, metrics=None, worker_timeout=0,
-                 **options):
+    def __init__(self, target: str, *, app: Guard, drain_seconds: int = 0,
+                 metrics: MetricsSettings | None = None, worker_timeout: int = 0,
+                 **options: Any) -> None:
         super().__init__(target, **options)
         self.app = app
         self.drain_seconds = drain_seconds
         self.metrics = metrics
         self.worker_timeout = worker_timeout
 
-    def startup(self, spawn_target, target_loader):
+    def startup(self, spawn_target: Callable[..., None],
+                target_loader: Callable[..., WSGIApplication]) -> None:
         """Start as granian does; SIGQUIT stops like SIGTERM; serve /metrics, watch the workers."""
-        super().startup(spawn_target, target_loader)
+        # granian's MPServer methods are unannotated: calling them is untyped to mypy.
+        super().startup(spawn_target, target_loader)  # type: ignore[no-untyped-call]
         signal.signal(signal.SIGQUIT, self.signal_handler_interrupt)
         if self.metrics:
             metrics.serve(self.metrics.listener, self.metrics.folder)
@@ -89,7 +97,7 @@ class Server(MPServer):
             threading.Thread(target=self.watch_workers, name='worker-watchdog',
                              daemon=True).start()
 
-    def watch_workers(self):
+    def watch_workers(self) -> None:
         """Kill a worker whose heartbeats stopped WORKER_TIMEOUT s ago; granian replaces it."""
         while not self.interrupt_signal:
             time.sleep(WATCH_EVERY)
@@ -103,7 +111,7 @@ class Server(MPServer):
                     heartbeats[2 * worker.idx] = 0
                     os.kill(int(pid), signal.SIGKILL)
 
-    def shutdown(self, exit_code=0):
+    def shutdown(self, exit_code: int = 0) -> None:
         """Stop as granian does, then remove the metrics' multiprocess folder.
 
         Once asked to stop, a worker that ended first is no failure: the exit stays 0.
@@ -111,14 +119,15 @@ class Server(MPServer):
         if self.interrupt_signal:
             self.interrupt_children.clear()
         try:
-            super().shutdown(exit_code)
+            super().shutdown(exit_code)  # type: ignore[no-untyped-call]  # granian's
         finally:
             if self.metrics:
                 metrics.remove_directory(self.metrics.folder)
 
-    def load_app(self, _target):
+    def load_app(self, _target: str) -> WSGIApplication:
         """Start CherryPy's engine in a worker process just forked, and return the app."""
-        begin_worker(self.pid)
+        # granian sets pid in startup() (the supervisor's); its __init__'s None is all mypy sees.
+        begin_worker(self.pid)  # type: ignore[arg-type]
         if self.metrics:
             self.metrics.listener.close()  # the supervisor's, inherited by the fork
             self.app.metrics = metrics.RequestMetrics(
@@ -126,7 +135,8 @@ class Server(MPServer):
         start_engine()
         return traced_in_every_thread(self.app)
 
-    def signal_handler_interrupt(self, signum=signal.SIGTERM, *args, **kwargs):
+    def signal_handler_interrupt(self, signum: int = signal.SIGTERM, *args: Any,
+                                 **kwargs: Any) -> None:
         """On SIGTERM or SIGINT: drain first when asked to, then stop; a second one stops now."""
         if self.pid != os.getpid():
             # A worker just forked still has this handler: keep the signal for granian's own.
@@ -141,18 +151,18 @@ class Server(MPServer):
             return
         self.stop()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop the workers (they see stopping even if a signal missed them), then exit."""
         stopping.value = 1
-        super().signal_handler_interrupt()
+        super().signal_handler_interrupt()  # type: ignore[no-untyped-call]  # granian's
 
 
-def log(message, context='SERVER'):
+def log(message: str, context: str = 'SERVER') -> None:
     """Write one line to stderr, in CherryPy's error-log format."""
     cherrypy.log(message, context)
 
 
-def connections_per_worker(settings):
+def connections_per_worker(settings: Settings) -> int:
     """Return how many connections a worker may hold: MAX_CONNECTIONS, within the files limit."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     # Each worker keeps a few descriptors of its own (listener, pipes, logs, static files).
@@ -160,7 +170,8 @@ def connections_per_worker(settings):
     return max(1, min(settings.max_connections, spare))
 
 
-def build_server(settings, app, address, app_dir, metrics_listener=None):
+def build_server(settings: Settings, app: Guard, address: str, app_dir: str,
+                 metrics_listener: socket.socket | None = None) -> Server:
     """Return a granian Server for `settings`, serving the WSGI `app` in its workers.
 
     It listens on `address` (bindable_address's), watches `app_dir` with RELOAD=1, and with
@@ -171,7 +182,7 @@ def build_server(settings, app, address, app_dir, metrics_listener=None):
         app=app,
         drain_seconds=settings.drain_seconds,
         worker_timeout=0 if settings.reload else settings.worker_timeout,
-        metrics=metrics_listener and MetricsSettings(
+        metrics=None if metrics_listener is None else MetricsSettings(
             metrics_listener, metrics.prepare_directory(), settings.threads),
         address=address,
         port=settings.port,

@@ -5,11 +5,16 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import cherrypy
 from granian._futures import _new_cbscheduler
 from granian._granian import WorkerSignal, WSGIWorker
-from granian.constants import TaskImpl
+from granian._types import SSLCtx
+from granian.constants import HTTPModes, RuntimeModes, TaskImpl
+from granian.http import HTTP1Settings, HTTP2Settings
 from granian.server.common import WORKERS_METHODS
 from granian.server.mp import WorkerProcess
 from granian.wsgi import _callback_wrapper as wsgi_callback
@@ -31,14 +36,14 @@ PR_SET_PDEATHSIG = 1
 
 
 # Signals a worker receives before run_worker's handlers are in place.
-worker_signals = []
+worker_signals: list[int] = []
 
 
 # What stops the server or a worker gracefully (SIGQUIT too: Ctrl-backslash, some runtimes).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-def die_with_supervisor(supervisor):
+def die_with_supervisor(supervisor: int) -> None:
     """Have the kernel kill this worker when the supervisor dies, even by SIGKILL.
 
     Otherwise a worker of a killed supervisor serves on, orphaned, on the shared port. Only
@@ -52,7 +57,7 @@ def die_with_supervisor(supervisor):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def note_early_signals():
+def note_early_signals() -> None:
     """Note SIGTERM until run_worker takes it over; ignore Ctrl-C and Ctrl-backslash.
 
     A terminal sends those to every process of its group: the supervisor stops the workers
@@ -64,13 +69,13 @@ def note_early_signals():
         signal.signal(signum, signal.SIG_IGN)
 
 
-def begin_worker(supervisor):
+def begin_worker(supervisor: int) -> None:
     """First steps of a worker process: note early stop signals, die with `supervisor`."""
     note_early_signals()
     die_with_supervisor(supervisor)
 
 
-def start_engine():
+def start_engine() -> None:
     """Start CherryPy's engine in a worker (run_worker stops it when the worker ends).
 
     The engine runs its plugins and 'start' subscribers, without its signal handlers:
@@ -79,7 +84,7 @@ def start_engine():
     cherrypy.engine.start()
 
 
-def heartbeat(slot, stop):
+def heartbeat(slot: int, stop: Callable[[], None]) -> None:
     """Note, every HEARTBEAT_EVERY seconds, that this worker (granian's worker `slot`) runs.
 
     Call `stop` when the supervisor is stopping: the signal it sent may have been missed.
@@ -93,10 +98,14 @@ def heartbeat(slot, stop):
 
 
 @WorkerProcess.wrap_target
-def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threads,
-               runtime_blocking_threads, blocking_threads, blocking_threads_idle_timeout,
-               backpressure, task_impl, http_mode, http1_settings, http2_settings, websockets,
-               static_path, log_access_fmt, ssl_ctx, scope_opts, metrics_settings):
+def run_worker(worker_id: int, callback: WSGIApplication, sock: Any, ipc: Any, loop: Any,
+               runtime_mode: RuntimeModes, runtime_threads: int,
+               runtime_blocking_threads: int | None, blocking_threads: int,
+               blocking_threads_idle_timeout: int, backpressure: int, task_impl: TaskImpl,
+               http_mode: HTTPModes, http1_settings: HTTP1Settings | None,
+               http2_settings: HTTP2Settings | None, websockets: bool,
+               static_path: tuple[str, str, str | None] | None, log_access_fmt: str | None,
+               ssl_ctx: SSLCtx, scope_opts: dict[str, Any], metrics_settings: Any) -> None:
     """Serve the loaded app as granian's WSGI worker does, but stop it once, and stop clean.
 
     granian 2.8.7's own worker target calls its stop signal's set() on every SIGTERM or
@@ -111,7 +120,7 @@ def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threa
     stop, stopped, once = WorkerSignal(), threading.Event(), threading.Lock()
     stop.add_cb(stopped.set)  # before any set(): granian calls it once the server has stopped
 
-    def stop_once(*_):
+    def stop_once(*_: object) -> None:
         if once.acquire(blocking=False):
             stop.set()
 
@@ -120,7 +129,10 @@ def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threa
         stop_once()
     threading.Thread(target=heartbeat, args=(worker_id - 1, stop_once), name='heartbeat',
                      daemon=True).start()
-    worker = WSGIWorker(
+    # granian 2.8.7's stub (_granian.pyi) lacks the ipc and metrics arguments that its own
+    # worker passes too (granian/server/mp.py): called as granian calls it, args unchecked.
+    new_worker: Callable[..., WSGIWorker] = WSGIWorker
+    worker = new_worker(
         worker_id, sock, ipc, runtime_threads, runtime_blocking_threads, blocking_threads,
         blocking_threads_idle_timeout, backpressure, http_mode, http1_settings, http2_settings,
         static_path, *ssl_ctx, metrics_settings)
@@ -134,7 +146,7 @@ def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threa
         cherrypy.engine.exit()
 
 
-def traced_in_every_thread(app):
+def traced_in_every_thread(app: WSGIApplication) -> WSGIApplication:
     """Return `app`, run under the tracer `threading.settrace()` set (coverage, a debugger).
 
     granian calls the app from threads its Rust runtime starts, which such a tracer never
@@ -145,7 +157,7 @@ def traced_in_every_thread(app):
     if tracer is None:
         return app
 
-    def traced(environ, start_response):
+    def traced(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if sys.gettrace() is None:
             # The tracer sees the calls from here on; this line itself it cannot see.
             sys.settrace(tracer)  # pragma: no cover

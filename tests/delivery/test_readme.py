@@ -95,7 +95,7 @@ def test_readme_quotes_landing_py_for_the_page_handler_and_the_defaults():
     """The README shows index() and the seed's config.update as landing.py has them."""
     quoted = [block.text for block in fenced_blocks(README)
               if block.title == 'landing.py' and block.language == 'python']
-    assert any('def index(self):' in text for text in quoted)
+    assert any('def index(self)' in text for text in quoted)
     assert any(text.startswith('cherrypy.config.update({') for text in quoted)
 
 
