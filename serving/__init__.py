@@ -14,13 +14,16 @@ The map, one job a module, in the order a request meets them:
   parser refuses the smuggling shapes cheroot accepts. Workers that die are replaced, one
   silent for WORKER_TIMEOUT is killed and replaced, a crash loop ends the server (exit 1);
   with DRAIN_SECONDS, SIGTERM first fails the health check, then stops; RELOAD=1 restarts
-  the workers on an edit; with METRICS_PORT it serves Prometheus metrics (`metrics`).
+  the workers on an edit; with METRICS_PORT it serves Prometheus metrics (`exporter`), which
+  the workers count (`metrics`).
 - `workers`: a worker process: its stop signals, its heartbeat, and granian's WSGI worker
   calling `cherrypy.tree` from a pool of THREADS threads, stopped once and cleanly.
 - `guard`: the WSGI layer around `cherrypy.tree`: what `refusals` refuses or mends (Host,
   long targets, multiplying ranges, garbage validators, headers CherryPy parses slowly or
   fails on), the security headers on every answer, the project's 500 page whatever the app
-  raises, answers up to 64 MiB in one piece (a slow reader never holds a thread).
+  raises, answers up to 64 KiB in one piece and bigger ones from a thread of their own
+  (`streaming`): a slow reader never holds a pool thread. The headers are the page policy
+  landing.py passes to `serve` (a handler may set its own), and `Server: Landing`.
 - `request`: the app's request class, with the project's error page before its config
   applies; its hooks keep bodies unread where nothing takes one (`bodies`, within
   BODY_TIMEOUT) and static files to their folder (`static`).

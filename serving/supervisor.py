@@ -17,7 +17,7 @@ from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.server import MPServer
 
-from serving import metrics
+from serving import exporter, metrics
 from serving.guard import Guard
 from serving.health import draining, stopping
 from serving.settings import Settings
@@ -92,7 +92,7 @@ class Server(MPServer):
         super().startup(spawn_target, target_loader)  # type: ignore[no-untyped-call]
         signal.signal(signal.SIGQUIT, self.signal_handler_interrupt)
         if self.metrics:
-            metrics.serve(self.metrics.listener, self.metrics.folder)
+            exporter.serve(self.metrics.listener, self.metrics.folder)
         if self.worker_timeout:
             threading.Thread(target=self.watch_workers, name='worker-watchdog',
                              daemon=True).start()

@@ -24,7 +24,7 @@ import landing
 import serving.guard
 import serving.request
 from conftest import ROOT, free_port, request, wait_until
-from serving import metrics
+from serving import exporter, metrics
 
 SLOW_APP = os.path.join(ROOT, 'tests', 'slow_landing.py')
 RULES = os.path.join(ROOT, 'deploy', 'prometheus', 'alerts.yaml')
@@ -357,7 +357,7 @@ def test_workers_that_are_gone_leave_no_busy_threads_behind(tmp_path):
             dead = Gauge('landing_threads_busy', 'x', multiprocess_mode='livesum',
                          registry=None)
             dead.set(5)
-            collector = metrics.MultiProcess(folder)
+            collector = exporter.MultiProcess(folder)
 
             def in_flight():
                 return next(family.samples[0].value for family in collector.collect()
@@ -384,7 +384,7 @@ def test_the_folder_falls_back_to_the_temp_dir_without_dev_shm(tmp_path):
 
 def test_child_pids_of_a_process_that_is_gone_are_none():
     """Reading the children of a finished process gives an empty list, not an error."""
-    assert metrics.child_pids(999999999) == []
+    assert exporter.child_pids(999999999) == []
 
 
 def test_the_sampler_publishes_counts_and_busy_threads_on_its_own(tmp_path):
@@ -438,12 +438,12 @@ def test_200_silent_connections_cost_no_thread_and_a_scrape_still_answers(metere
 
 @pytest.mark.slow
 def test_a_silent_metrics_connection_is_closed_after_the_io_timeout(metered):
-    """A connection that sends nothing is closed after metrics.IO_TIMEOUT seconds."""
+    """A connection that sends nothing is closed after exporter.IO_TIMEOUT seconds."""
     _, port = metered()
-    with socket.create_connection(('127.0.0.1', port), timeout=metrics.IO_TIMEOUT + 5) as conn:
+    with socket.create_connection(('127.0.0.1', port), timeout=exporter.IO_TIMEOUT + 5) as conn:
         started = time.monotonic()
         assert conn.recv(1) == b''
-        assert metrics.IO_TIMEOUT - 0.5 < time.monotonic() - started < metrics.IO_TIMEOUT + 3
+        assert exporter.IO_TIMEOUT - 0.5 < time.monotonic() - started < exporter.IO_TIMEOUT + 3
 
 
 def listening_addresses(port):
