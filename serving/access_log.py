@@ -1,4 +1,5 @@
 """The access log: CherryPy's Combined Log line (or LOG_FORMAT=json) for a fraction of the work."""
+import dataclasses
 import datetime
 import json
 import logging
@@ -33,7 +34,11 @@ class AccessLog(LogManager):
     """
 
     _stamp: tuple[int | None, str] = (None, '')
-    json = False
+
+    def __init__(self, appid: object = None, logger_root: str = 'cherrypy',
+                 json: bool = False) -> None:
+        super().__init__(appid, logger_root)
+        self.json = json
 
     def access(self) -> None:
         """Log the current request (Combined Log Format or JSON), unless it opted out."""
@@ -94,8 +99,19 @@ class AccessLog(LogManager):
         return AccessLog._stamp[1]
 
 
-def prepare_apps() -> None:
-    """Give every mounted app our access log (the loggers, and their handlers, stay)."""
-    for app in cherrypy.tree.apps.values():
-        if not isinstance(app.log, AccessLog):
-            app.log.__class__ = AccessLog
+@dataclasses.dataclass(frozen=True)
+class AccessLogs:
+    """At engine start, give every mounted CherryPy app our access log, in `json` or not.
+
+    Its handlers stay (the loggers are CherryPy's, by name). Equal ones are one listener: the
+    engine keeps its listeners in a set, so configuring twice subscribes it once.
+    """
+
+    json: bool = False
+
+    def __call__(self) -> None:
+        """Replace each app's stock log manager (a restart leaves ours as they are)."""
+        for app in cherrypy.tree.apps.values():
+            log = app.log
+            if not isinstance(log, AccessLog):
+                app.log = AccessLog(log.appid, log.logger_root, json=self.json)

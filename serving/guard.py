@@ -51,18 +51,19 @@ class Guard:
 
     Whatever the app raises (SystemExit and KeyboardInterrupt from a handler included) and
     whatever 500 it writes, the client gets the project's 500 page. With `metrics` (a
-    metrics.RequestMetrics, set in each worker) it also counts and times every request,
-    refusals included.
+    metrics.RequestMetrics: each worker makes its own, see counting()) it also counts and
+    times every request, refusals included.
     """
-
-    metrics: RequestMetrics | None = None
 
     def __init__(self, app: App, draining: ctypes.c_byte,
                  policy: Mapping[str, str] | None = None,
                  max_body: int = MAX_BODY, body_timeout: float = 10,
-                 body_waiters: int | None = None) -> None:
+                 body_waiters: int | None = None,
+                 metrics: RequestMetrics | None = None) -> None:
         self.app = app
         self.draining = draining
+        self.metrics = metrics
+        self.body_waiters = body_waiters
         # The page policy's headers (landing.py's HEADERS), as (name, value) pairs.
         self.policy = tuple((policy or {}).items())
         self.max_body = max_body
@@ -70,6 +71,11 @@ class Guard:
         # At most this many threads wait for request bodies at once (None: no cap).
         self.body_waiting = (threading.BoundedSemaphore(body_waiters) if body_waiters
                              else None)
+
+    def counting(self, metrics: RequestMetrics) -> 'Guard':
+        """Return a guard like this one that also counts into `metrics` (one per worker)."""
+        return Guard(self.app, self.draining, dict(self.policy), self.max_body,
+                     self.body_timeout, self.body_waiters, metrics)
 
     def headers(self, headers: Headers) -> Headers:
         """Return `headers` with ours in place, and Connection: close when draining.

@@ -18,7 +18,7 @@ from wsgiref.types import WSGIApplication
 import cherrypy
 
 from serving import handlers, stop_early
-from serving.access_log import AccessLog, prepare_apps
+from serving.access_log import AccessLogs
 from serving.app_config import check_app_config
 from serving.bodies import max_body
 from serving.guard import Guard
@@ -86,8 +86,8 @@ def configure(environ: Mapping[str, str]) -> Settings:
     })
     # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
     cherrypy.server.unsubscribe()
-    cherrypy.engine.subscribe('start', prepare_apps, priority=10)
-    AccessLog.json = settings.log_format == 'json'
+    cherrypy.engine.subscribe('start', AccessLogs(json=settings.log_format == 'json'),
+                              priority=10)
     return settings
 
 

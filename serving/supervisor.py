@@ -128,12 +128,13 @@ class Server(MPServer):
         """Start CherryPy's engine in a worker process just forked, and return the app."""
         # granian sets pid in startup() (the supervisor's); its __init__'s None is all mypy sees.
         begin_worker(self.pid)  # type: ignore[arg-type]
+        app = self.app
         if self.metrics:
             self.metrics.listener.close()  # the supervisor's, inherited by the fork
-            self.app.metrics = metrics.RequestMetrics(
-                self.metrics.threads, sample_every=metrics.SAMPLE_EVERY)
+            app = app.counting(metrics.RequestMetrics(
+                self.metrics.threads, sample_every=metrics.SAMPLE_EVERY))
         start_engine()
-        return traced_in_every_thread(self.app)
+        return traced_in_every_thread(app)
 
     def signal_handler_interrupt(self, signum: int = signal.SIGTERM, *args: Any,
                                  **kwargs: Any) -> None:

@@ -1,5 +1,6 @@
 """The access log: serving.access_log writes exactly the line CherryPy's own would."""
 import datetime
+import functools
 import json
 import logging
 import re
@@ -179,8 +180,7 @@ def test_json_line_from_the_current_request(in_request, monkeypatch):
     request.headers = httputil.HeaderMap({'User-Agent': 'curl/8', 'Referer': 'https://r/'})
     response.output_status = b'200 OK'
     response.headers['Content-Length'] = '12'
-    monkeypatch.setattr(serving.access_log.AccessLog, 'json', True)
-    [line] = log_line(serving.access_log.AccessLog, 'json')
+    [line] = log_line(functools.partial(serving.access_log.AccessLog, json=True), 'json')
     record = json.loads(line)
     assert {key: record[key] for key in ('method', 'path', 'query', 'protocol', 'status', 'bytes',
                                          'user_agent', 'referer', 'remote_addr')} == {
@@ -190,10 +190,9 @@ def test_json_line_from_the_current_request(in_request, monkeypatch):
 
 def test_a_failing_json_line_is_logged_as_an_error_not_raised(in_request, monkeypatch):
     """If the JSON line cannot be built, the error goes to the error log, as for Combined."""
-    monkeypatch.setattr(serving.access_log.AccessLog, 'json', True)
     monkeypatch.setattr(serving.access_log.json, 'dumps', lambda *args, **kwargs: 1 / 0)
     errors = []
     monkeypatch.setattr(serving.access_log.AccessLog, '__call__',
                         lambda self, **kw: errors.append(kw))
-    serving.access_log.AccessLog('broken-json', 'test-access-log').access()
+    serving.access_log.AccessLog('broken-json', 'test-access-log', json=True).access()
     assert errors == [{'traceback': True}]

@@ -283,7 +283,9 @@ def counted(in_process):
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
-    counting = in_process.app.metrics = metrics.RequestMetrics(threads=3, registry=registry)
+    counting = metrics.RequestMetrics(threads=3, registry=registry)
+    guard = in_process.app
+    in_process.app = guard.counting(counting)
 
     def call(*args, **kwargs):
         answer = in_process(*args, **kwargs)
@@ -292,7 +294,7 @@ def counted(in_process):
     try:
         yield call, registry
     finally:
-        in_process.app.metrics = None
+        in_process.app = guard
 
 
 def sample(registry, name, **labels):
@@ -332,8 +334,8 @@ def test_a_request_that_raises_is_counted_as_a_5xx_error():
         raise RuntimeError('boom')
 
     registry = CollectorRegistry()
-    guard = serving.guard.Guard(broken, multiprocessing.RawValue('b'), landing.HEADERS)
-    guard.metrics = metrics.RequestMetrics(threads=1, registry=registry)
+    guard = serving.guard.Guard(broken, multiprocessing.RawValue('b'), landing.HEADERS,
+                                metrics=metrics.RequestMetrics(threads=1, registry=registry))
     answers = []
     guard({'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/',
            'REQUEST_METHOD': 'GET', 'wsgi.input': io.BytesIO()},

@@ -16,9 +16,11 @@ import serving.workers
 
 
 def test_apps_get_the_fast_access_log_once(in_process):
-    """prepare_apps() swaps each app's log manager class once; a restart leaves it as it is."""
-    serving.access_log.prepare_apps()
-    serving.access_log.prepare_apps()
+    """AccessLogs gives each app our log manager once; a restart leaves it as it is."""
+    serving.access_log.AccessLogs()()
+    first = {id(app.log) for app in cherrypy.tree.apps.values()}
+    serving.access_log.AccessLogs()()
+    assert {id(app.log) for app in cherrypy.tree.apps.values()} == first
     assert {type(app.log) for app in cherrypy.tree.apps.values()} == {serving.access_log.AccessLog}
 
 
