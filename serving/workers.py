@@ -48,8 +48,8 @@ def die_with_supervisor(supervisor: int) -> None:
 
     Otherwise a worker of a killed supervisor serves on, orphaned, on the shared port. Only
     a supervisor that was itself killed leaves its workers so, and a container's PID 1 dying
-    takes every process with it the same way: SIGKILL, as there. (SIGTERM was tried: a worker
-    told so while granian was still starting it could wait forever for a shutdown event.)
+    takes every process with it the same way: SIGKILL, as there. Not SIGTERM: a worker told so
+    while granian is still starting it can wait forever for a shutdown event.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
