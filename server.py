@@ -50,6 +50,7 @@ import ctypes  # noqa: E402
 import datetime  # noqa: E402  (after the signal handlers, on purpose)
 import email.utils  # noqa: E402
 import functools  # noqa: E402
+import html  # noqa: E402
 import importlib  # noqa: E402
 import importlib.machinery  # noqa: E402
 import inspect  # noqa: E402
@@ -79,7 +80,8 @@ from granian.http import HTTP1Settings  # noqa: E402
 from granian.server import MPServer  # noqa: E402
 from granian.server.common import WORKERS_METHODS  # noqa: E402
 from granian.server.mp import WorkerProcess  # noqa: E402
-from granian.wsgi import _callback_wrapper as wsgi_callback  # noqa: E402
+from granian.wsgi import Response as WSGIStart  # noqa: E402
+from granian.wsgi import ResponseIterWrap  # noqa: E402
 
 import metrics  # noqa: E402
 
@@ -291,8 +293,15 @@ def check_app_config(path):
 
 
 def error_page(status, message, traceback, version):
-    """Render an error as a short page that names neither tracebacks nor versions."""
-    return f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
+    """Render an error as a short page with its message, naming neither tracebacks nor versions.
+
+    The message is what the app gave HTTPError (`HTTPError(403, 'You must log in first')`),
+    or CherryPy's own for the status; escaped, as CherryPy's page escapes it.
+    """
+    page = f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
+    if message:
+        page += f'<p>{html.escape(str(message))}</p>\n'
+    return page
 
 
 # ------------------------------------------------------------------ query strings
@@ -317,19 +326,24 @@ def ignore_unused_params():
     """Drop query parameters the handler does not take (utm_*, fbclid, gclid...).
 
     CherryPy passes every query parameter to the handler as a keyword and answers 404 when
-    the handler does not take it: every ad or social link would land on a 404.
+    the handler does not take it: every ad or social link would land on a 404. Only the
+    query's: a body field the handler does not take still gets CherryPy's 400. A handler a
+    tool has wrapped (its own function in place of the dispatcher's) keeps every parameter:
+    what the wrapper passes on is the tool's business.
     """
     request = cherrypy.serving.request
-    if not request.params:
+    if not request.params or not isinstance(request.handler, cherrypy.dispatch.PageHandler):
         return
     # The page handler is new each request; the callable it wraps (a bound method) is not.
-    callable_ = getattr(request.handler, 'callable', request.handler)
+    callable_ = request.handler.callable
     try:
         accepted = _accepted_params_cached(callable_)
     except TypeError:  # an unhashable callable: look it up each time
         accepted = _accepted_params(callable_)
     if accepted is not None:
-        for name in [name for name in request.params if name not in accepted]:
+        body = request.body.params
+        for name in [name for name in request.params
+                     if name not in accepted and name not in body]:
             del request.params[name]
 
 
@@ -357,10 +371,13 @@ class Utf8Handler:
         content_type = dict.get(headers, 'Content-Type', '')
         if 'charset' not in content_type and content_type.startswith(('text/', 'application/')):
             headers['Content-Type'] = f'{content_type}; charset=utf-8'
-        if isinstance(body, str):
-            return body.encode('utf-8')
         if body is None:
             return body
+        # Encoded, the length differs from the handler's count of characters: CherryPy's
+        # encode tool drops a handler's Content-Length too, and finalize() counts the bytes.
+        headers.pop('Content-Length', None)
+        if isinstance(body, str):
+            return body.encode('utf-8')
         return (chunk.encode('utf-8') if isinstance(chunk, str) else chunk for chunk in body)
 
 
@@ -513,10 +530,32 @@ def decodable(value):
     return True
 
 
+# Header names already logged as arriving empty, once each per worker.
+_blanked = set()
+
+
+def note_blanked(key):
+    """Log, once per header name, that a header arrived empty (granian blanks non-ASCII ones).
+
+    granian passes a header value with any byte outside ASCII as '' (its issue #335): one
+    UTF-8 cookie empties the whole Cookie header. The value is gone before Python sees it;
+    the log line at least names what was lost.
+    """
+    if key not in _blanked and len(_blanked) < 64:
+        _blanked.add(key)
+        name = key.removeprefix('HTTP_').replace('_', '-').title()
+        cherrypy.log(f'a {name} header arrived empty: granian passes a value with a byte '
+                     'outside ASCII as empty (granian issue #335; docs/cherrypy.md)', 'GUARD',
+                     severity=logging.WARNING)
+
+
 def header_refusal(environ):
     """Return (status, reason) for a header CherryPy would read slowly or fail on, else None."""
     for key, value in environ.items():
         if not key.startswith(('HTTP_', 'CONTENT_')):
+            continue
+        if not value:
+            note_blanked(key)
             continue
         if (key in ELEMENT_HEADERS or key.startswith('HTTP_ACCEPT')) and \
                 len(value) > MAX_ELEMENT_HEADER:
@@ -542,7 +581,7 @@ def refusal(environ, max_body=DEFAULTS['server.max_request_body_size']):
     # A declared length over the cap is refused before anything reads it; a chunked body
     # over it gets 413 from CherryPy as it is read (request.body.maxbytes).
     length = environ.get('CONTENT_LENGTH', '')
-    if length.isdigit() and int(length) > max_body:
+    if max_body is not None and length.isdigit() and int(length) > max_body:
         return '413 Content Too Large', 'body'
     return header_refusal(environ)
 
@@ -558,16 +597,6 @@ def tidy(environ):
     for name in ('HTTP_IF_MODIFIED_SINCE', 'HTTP_IF_UNMODIFIED_SINCE'):
         if name in environ and not _valid_date(environ[name]):
             del environ[name]
-    # CherryPy answers 404 to a query string that is not UTF-8 once decoded (/?a=%FF): keep
-    # its valid parameters, with U+FFFD for the bytes that are not.
-    query = environ.get('QUERY_STRING', '')
-    if '%' in query or not query.isascii():
-        raw = urllib.parse.unquote_to_bytes(query)
-        try:
-            raw.decode('utf-8')
-        except UnicodeDecodeError:
-            environ['QUERY_STRING'] = urllib.parse.quote(
-                raw.decode('utf-8', 'replace'), safe="=&;/:@!$'()*+,?")
 
 
 class GuardedRequest(cherrypy._cprequest.Request):
@@ -580,6 +609,27 @@ class GuardedRequest(cherrypy._cprequest.Request):
 
     show_tracebacks = False
     error_page = {'default': error_page}
+
+    def process_query_string(self):
+        """Parse the query as CherryPy does; bytes invalid in its encoding become U+FFFD.
+
+        CherryPy answers 404 to a query that does not decode (/?a=%FF, from a mangled ad
+        link): the parameters are kept instead, each decoded in the app's
+        `request.query_string_encoding`, split before decoding (so %26, %3D, %2B stay data).
+        """
+        try:
+            super().process_query_string()
+        except cherrypy.HTTPError:
+            pairs = urllib.parse.parse_qsl(self.query_string, keep_blank_values=True,
+                                           encoding=self.query_string_encoding,
+                                           errors='replace')
+            for name, value in pairs:
+                if name in self.params:
+                    previous = self.params[name]
+                    self.params[name] = [*previous, value] if isinstance(previous, list) \
+                        else [previous, value]
+                else:
+                    self.params[name] = value
 
 
 class BodyTimeout(Exception):
@@ -609,7 +659,7 @@ class DeadlineInput:
         def read():
             # A reset connection ends the body: what came is what the handler gets.
             with contextlib.suppress(Exception):
-                left = self.limit + 1
+                left = sys.maxsize if self.limit is None else self.limit + 1
                 while left > 0:
                     chunk = self.raw.read(min(left, 65536))
                     if not chunk:
@@ -789,7 +839,12 @@ class Guard:
         held = []
 
         def start(status, headers, exc_info=None):
-            if held and held[0] is None:  # an app that starts late: straight through
+            if held and held[-1] is None:  # the answer is on its way: straight through
+                if exc_info is not None:
+                    # PEP 3333: the body failed after its start went out. Raised, granian
+                    # ends the answer (a short one with Content-Length, a chunked one cleanly:
+                    # docs/cherrypy.md) instead of sending CherryPy's error text as body.
+                    raise exc_info[1].with_traceback(exc_info[2])
                 return start_response(status, self.headers(headers), exc_info)
             held.append((status, headers, exc_info))
             return None
@@ -802,9 +857,9 @@ class Guard:
         if self.metrics is not None:
             # Which handler answered: CherryPy forgets once the answer closes.
             environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
-        return self.forward(answer, held, start_response)
+        return self.forward(answer, held, start_response, environ['REQUEST_METHOD'])
 
-    def forward(self, answer, held, start_response):
+    def forward(self, answer, held, start_response, method='GET'):
         """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
         if not held:
             held.append(None)
@@ -816,17 +871,55 @@ class Guard:
             if hasattr(answer, 'close'):
                 answer.close()
             return self.page(start_response, status, close=status.startswith('408'))
-        start_response(status, self.headers(headers), exc_info)
         length = next((v for n, v in headers if n.lower() == 'content-length'), None)
         if length is None or not length.isdigit() or int(length) > ONE_PIECE:
-            return answer
+            return self.stream(answer, held, start_response)
         # granian writes a list in one piece from its own I/O thread; an iterator is pulled
         # by this worker thread, which then waits on a slow reader.
+        started = len(held)
         try:
-            return [b''.join(answer)]
+            body = b''.join(answer)
         finally:
             if hasattr(answer, 'close'):
                 answer.close()
+        if len(held) > started:  # the body failed: CherryPy started again, with exc_info
+            return self.page(start_response, SERVER_ERROR)
+        if len(body) != int(length) and method != 'HEAD':
+            # A handler's own Content-Length that is wrong would frame the connection wrong:
+            # the next answer on it would start inside this one. The bytes decide.
+            headers = [(n, v) for n, v in headers if n.lower() != 'content-length']
+            headers.append(('Content-Length', str(len(body))))
+        start_response(status, self.headers(headers), exc_info)
+        return [body]
+
+    def stream(self, answer, held, start_response):
+        """Send a streamed answer, its start once the first chunk is made (else a 500 page)."""
+        status, headers, exc_info = held[-1]
+        started = len(held)
+        chunks = iter(answer)
+        try:
+            first = next(chunks, b'')
+        except Exception:  # noqa: BLE001  (an app's iterator that raises)
+            cherrypy.log('the answer failed before its first byte', 'GUARD',
+                         severity=logging.ERROR, traceback=True)
+            first = None
+        if first is None or len(held) > started:
+            if hasattr(answer, 'close'):
+                answer.close()
+            return self.page(start_response, SERVER_ERROR)
+        held.append(None)
+        start_response(status, self.headers(headers), exc_info)
+        return _resumed(first, chunks, answer)
+
+
+def _resumed(first, chunks, answer):
+    """Yield `first`, then the rest of `chunks`; close `answer` at the end, or when closed."""
+    try:
+        yield first
+        yield from chunks
+    finally:
+        if hasattr(answer, 'close'):
+            answer.close()
 
 
 # ------------------------------------------------------------------ serving
@@ -869,10 +962,15 @@ cherrypy.engine.subscribe('start', _started.set, priority=90)
 
 
 def prepare_apps():
-    """Give every mounted app our access log (the loggers, and their handlers, stay)."""
+    """Give every mounted CherryPy app our access log (the loggers, and their handlers, stay).
+
+    A WSGI app grafted on the tree (`cherrypy.tree.graft`, a VirtualHost dispatcher) has no
+    CherryPy log: it is left as it is.
+    """
     for app in cherrypy.tree.apps.values():
-        if not isinstance(app.log, AccessLog):
-            app.log.__class__ = AccessLog
+        log_manager = getattr(app, 'log', None)
+        if isinstance(log_manager, LogManager) and not isinstance(log_manager, AccessLog):
+            log_manager.__class__ = AccessLog
 
 
 class _QuietThreadsWarning(logging.Filter):
@@ -1080,11 +1178,35 @@ def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threa
         static_path, *ssl_ctx, metrics_settings)
     serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
     try:
-        serve(_new_cbscheduler(loop, wsgi_callback(callback, scope_opts, log_access_fmt),
+        serve(_new_cbscheduler(loop, wsgi_callback(callback),
                                impl_asyncio=task_impl == TaskImpl.asyncio), loop, stop)
         stopped.wait()
     finally:
         cherrypy.engine.exit()
+
+
+# What PEP 3333 puts in every environ beside the request's own keys. granian's own callback
+# starts each environ from a copy of os.environ: every variable of the process (secrets
+# included) reached the app, and HTTP_PROXY read as a `Proxy` request header.
+BASE_ENVIRON = {
+    'GATEWAY_INTERFACE': 'CGI/1.1', 'SCRIPT_NAME': '', 'SERVER_SOFTWARE': 'Granian',
+    'wsgi.errors': sys.stderr, 'wsgi.input_terminated': True, 'wsgi.multiprocess': False,
+    'wsgi.multithread': True, 'wsgi.run_once': False, 'wsgi.version': (1, 0)}
+
+
+def wsgi_callback(app):
+    """Return granian's WSGI callback for `app`, as granian.wsgi's, with BASE_ENVIRON only."""
+
+    def run(proto, scope):
+        start = WSGIStart()
+        answer = app(BASE_ENVIRON | scope, start)
+        if isinstance(answer, list):
+            proto.response_bytes(start.status, start.headers, b''.join(answer))
+        else:
+            proto.response_iter(start.status, start.headers, ResponseIterWrap(answer))
+        return start.status
+
+    return run
 
 
 def traced_in_every_thread(app):
@@ -1168,7 +1290,8 @@ def configure(environ):
         # Unused query parameters dropped, str answers sent as UTF-8 (prepare_handler).
         'tools.encode.on': False,
         'tools.handler.on': True,
-        'request.body.maxbytes': settings['server.max_request_body_size'],
+        # 0 is CherryPy's "no limit", which request.body.maxbytes spells None.
+        'request.body.maxbytes': settings['server.max_request_body_size'] or None,
         BODY_TIMEOUT_KEY: settings['server.body_timeout'],
     })
     # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.

@@ -1,0 +1,120 @@
+"""A pytest plugin: CherryPy's own test suite, its apps served by cheroot or by the project's stack.
+
+Loaded by tests/cherrypy_suite.py (`-p cherrypy_stack`) into a pytest run over modules of
+`cherrypy.test`, with CHERRYPY_SERVER=cheroot or stack and CHERRYPY_PORT a free port. Each
+test class's `setup_server` mounts its apps on `cherrypy.tree`; the supervisor that
+`CPWebCase` starts then serves them:
+
+- cheroot: CherryPy's own WSGI server, as the suite runs stock (only the port differs).
+- stack: as landing.py is served: `server.configure` (its defaults beneath the test's own
+  config), every app with the project's request class, `server.Guard` around the tree, and
+  granian's WSGI worker (hyper I/O, a thread pool) on the port. The worker runs in a thread of
+  the test process, as granian's own threaded server runs it, so a test that changes
+  CherryPy's config or state in-process between requests acts on the server it talks to.
+"""
+import os
+import sys
+import threading
+
+import cherrypy
+from cherrypy.test import helper
+from granian._futures import _new_cbscheduler
+from granian._granian import ListenerSpec, WorkerSignal, WSGIWorker
+from granian._loops import loops
+from granian.constants import HTTPModes
+from granian.http import HTTP1Settings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import server  # noqa: E402  (needs ROOT on sys.path)
+
+SERVER = os.environ.get('CHERRYPY_SERVER', 'cheroot')
+PORT = int(os.environ.get('CHERRYPY_PORT', '54583'))
+# The worker's pool: the suite's own concurrency tests open up to 15 connections at once.
+THREADS = 20
+
+
+def serve_in_thread(app, host, port):
+    """Serve WSGI `app` with granian's WSGI worker on host:port from a thread; return a stopper.
+
+    The same worker, settings and callback (server.wsgi_callback) as server.run_worker uses
+    in a worker process: hyper's HTTP/1 with the project's header buffer, a pool of THREADS threads.
+    """
+    sock = ListenerSpec(host, port, 128)
+    stop, stopped = WorkerSignal(), threading.Event()
+    stop.add_cb(stopped.set)
+    ready = threading.Event()
+
+    def run():
+        loop = loops.get('auto')
+        worker = WSGIWorker(
+            1, (sock, None), None, 1, 512, THREADS, 30, 128, HTTPModes.http1,
+            HTTP1Settings(header_read_timeout=75_000, max_buffer_size=server.HEADER_BUFFER),
+            None, None, False, None, None, None, 'tls1.3', None, [], False, (None, None))
+        worker.serve_mtr(_new_cbscheduler(loop, server.wsgi_callback(app)), loop, stop)
+        ready.set()
+        stopped.wait()
+
+    thread = threading.Thread(target=run, name='granian-worker', daemon=True)
+    thread.start()
+    ready.wait(10)
+
+    def halt():
+        stop.set()
+        stopped.wait(10)
+        thread.join(10)
+
+    return halt
+
+
+class CherootSupervisor(helper.LocalWSGISupervisor):
+    """CherryPy's own WSGI server (cheroot), on the run's port."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, 'port': PORT})
+
+
+def tree(environ, start_response):
+    """Call whatever `cherrypy.tree` is now (each test class mounts a new one)."""
+    return cherrypy.tree(environ, start_response)
+
+
+class StackSupervisor(helper.LocalWSGISupervisor):
+    """The project's stack: server.configure, GuardedRequest, Guard, granian's WSGI worker."""
+
+    halt = None
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, 'port': PORT})
+
+    def start(self, modulename=None):
+        """Configure as server.configure does (beneath the test's config); serve the tree."""
+        own = dict(cherrypy.config)
+        server.configure({})
+        cherrypy.config.update(own)
+        for app in cherrypy.tree.apps.values():
+            if isinstance(app, cherrypy.Application):
+                app.request_class = server.GuardedRequest
+        cherrypy.engine.start()
+        guard = server.Guard(
+            tree, server._draining,
+            cherrypy.config.get('request.body.maxbytes',
+                                server.DEFAULTS['server.max_request_body_size']),
+            cherrypy.config.get(server.BODY_TIMEOUT_KEY, server.DEFAULTS['server.body_timeout']))
+        self.halt = serve_in_thread(guard, self.host, self.port)
+
+    def stop(self):
+        """Stop granian's worker, then the engine as the stock supervisor does."""
+        if self.halt:
+            self.halt()
+            self.halt = None
+        super().stop()
+
+
+def pytest_configure(config):
+    """Serve every CPWebCase with the chosen server, on the run's port."""
+    supervisor = StackSupervisor if SERVER == 'stack' else CherootSupervisor
+    helper.CPWebCase.available_servers = {**helper.CPWebCase.available_servers,
+                                          'wsgi': supervisor}
