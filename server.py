@@ -298,6 +298,12 @@ def error_page(status, message, traceback, version):
     The message is what the app gave HTTPError (`HTTPError(403, 'You must log in first')`),
     or CherryPy's own for the status; escaped, as CherryPy's page escapes it.
     """
+    if cherrypy.serving.request.show_tracebacks:
+        # Tracebacks on (any environment but production: development, CherryPy's own suite):
+        # CherryPy's page, with the traceback a developer is there for.
+        return cherrypy._cperror._HTTPErrorTemplate % {
+            'status': html.escape(status), 'message': html.escape(message or ''),
+            'traceback': html.escape(traceback or ''), 'version': html.escape(version or '')}
     page = f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
     if message:
         page += f'<p>{html.escape(str(message))}</p>\n'
@@ -787,9 +793,8 @@ class Guard:
 
     def headers(self, headers):
         """Return `headers` with RESPONSE_HEADERS in place, and Connection: close when draining."""
-        headers = [(name, value.replace(';charset=', '; charset=')) if name == 'Content-Type'
-                   else (name, value)
-                   for name, value in headers if name.lower() not in _OWN_HEADERS]
+        headers = [(name, value) for name, value in headers
+                   if name.lower() not in _OWN_HEADERS]
         headers.extend(RESPONSE_HEADERS)
         if self.draining.value:
             headers.append(('Connection', 'close'))
@@ -865,7 +870,7 @@ class Guard:
             held.append(None)
             return answer
         status, headers, exc_info = held[-1]
-        if status.startswith('500') or status.startswith('408'):
+        if status.startswith('408') or status.startswith('500') and not tracebacks_on():
             # Whatever wrote it (CherryPy's bare error path included), the page is ours;
             # after a 408 the rest of the body is not read: the connection closes.
             if hasattr(answer, 'close'):
@@ -885,10 +890,11 @@ class Guard:
         if len(held) > started:  # the body failed: CherryPy started again, with exc_info
             return self.page(start_response, SERVER_ERROR)
         if len(body) != int(length) and method != 'HEAD':
-            # A handler's own Content-Length that is wrong would frame the connection wrong:
-            # the next answer on it would start inside this one. The bytes decide.
-            headers = [(n, v) for n, v in headers if n.lower() != 'content-length']
-            headers.append(('Content-Length', str(len(body))))
+            # A Content-Length that is wrong would frame the connection wrong: the next answer
+            # on it would start inside this one. cheroot answers 500 as well.
+            cherrypy.log(f'the answer declares Content-Length {length} for {len(body)} bytes',
+                         'GUARD', severity=logging.ERROR)
+            return self.page(start_response, SERVER_ERROR)
         start_response(status, self.headers(headers), exc_info)
         return [body]
 
@@ -910,6 +916,16 @@ class Guard:
         held.append(None)
         start_response(status, self.headers(headers), exc_info)
         return _resumed(first, chunks, answer)
+
+
+def tracebacks_on():
+    """Tell whether tracebacks are on, for the app and the request answered (not production).
+
+    The global setting too: a request CherryPy could not even build is a placeholder whose
+    class default shows them.
+    """
+    return bool(cherrypy.config.get('request.show_tracebacks', False)
+                and cherrypy.serving.request.show_tracebacks)
 
 
 def _resumed(first, chunks, answer):
