@@ -415,6 +415,10 @@ def _escape(value):
     return repr(value.replace('"', '\\"').encode('utf8'))[2:-1].replace('\\\\', '\\')
 
 
+# CherryPy's own access-log format, as it ships (a test or an app may set another on the class).
+STOCK_ACCESS_FORMAT = LogManager.access_log_format
+
+
 class AccessLog(LogManager):
     """CherryPy's log manager, writing the same Combined Log line for a fraction of the work.
 
@@ -434,7 +438,7 @@ class AccessLog(LogManager):
             return None
         if self.json:
             return self.access_json(request, cherrypy.serving.response)
-        if self.access_log_format != LogManager.access_log_format:
+        if self.access_log_format != STOCK_ACCESS_FORMAT:
             return super().access()  # a custom format: CherryPy's general formatter
         response = cherrypy.serving.response
         status = response.output_status

@@ -6,17 +6,22 @@ test class's `setup_server` mounts its apps on `cherrypy.tree`; the supervisor t
 `CPWebCase` starts then serves them:
 
 - cheroot: CherryPy's own WSGI server, as the suite runs stock (only the port differs).
-- stack: as landing.py is served: `server.configure` (its defaults beneath the test's own
-  config), every app with the project's request class, `server.Guard` around the tree, and
-  granian's WSGI worker (hyper I/O, a thread pool) on the port. The worker runs in a thread of
-  the test process, as granian's own threaded server runs it, so a test that changes
-  CherryPy's config or state in-process between requests acts on the server it talks to.
+- stack: `cherrypy.server` starts StackHTTPServer instead of cheroot, which serves as
+  landing.py is served: `server.configure` (its defaults beneath the test's own config), every
+  app with the project's request class, `server.Guard` around the tree, and granian's WSGI
+  worker (hyper I/O, a thread pool) on the port. The worker runs in a thread of the test
+  process, as granian's own threaded server runs it, so a test that changes CherryPy's config
+  or state in-process between requests acts on the server it talks to; tests that start
+  `cherrypy.engine` themselves (test_logging) get the stack too.
 """
 import os
+import socket
 import sys
 import threading
+import typing
 
 import cherrypy
+from cherrypy.process.servers import ServerAdapter
 from cherrypy.test import helper
 from granian._futures import _new_cbscheduler
 from granian._granian import ListenerSpec, WorkerSignal, WSGIWorker
@@ -69,8 +74,8 @@ def serve_in_thread(app, host, port):
     return halt
 
 
-class CherootSupervisor(helper.LocalWSGISupervisor):
-    """CherryPy's own WSGI server (cheroot), on the run's port."""
+class PortSupervisor(helper.LocalWSGISupervisor):
+    """CherryPy's supervisor of its WSGI server, on the run's port."""
 
     def __init__(self, **kwargs):
         super().__init__(**{**kwargs, 'port': PORT})
@@ -81,40 +86,84 @@ def tree(environ, start_response):
     return cherrypy.tree(environ, start_response)
 
 
-class StackSupervisor(helper.LocalWSGISupervisor):
-    """The project's stack: server.configure, GuardedRequest, Guard, granian's WSGI worker."""
+class Bound(typing.NamedTuple):
+    """Stands for the listening socket where CherryPy asks it the port it bound."""
 
-    halt = None
+    address: tuple
 
-    def __init__(self, **kwargs):
-        super().__init__(**{**kwargs, 'port': PORT})
+    def getsockname(self):
+        """Return the address granian listens on."""
+        return self.address
 
-    def start(self, modulename=None):
-        """Configure as server.configure does (beneath the test's config); serve the tree."""
+
+class StackHTTPServer:
+    """What `cherrypy.server` starts in place of cheroot: the project's stack on its address.
+
+    `start()` runs in the engine's HTTP-server thread once every app is mounted: it applies
+    server.configure (its defaults beneath the test's own config, as landing.py's seed and
+    prod.conf sit above them), gives every CherryPy app the project's request class and log,
+    and serves `server.Guard` around the tree with granian's WSGI worker until `stop()`.
+    """
+
+    ready = False
+    socket = None
+    wsgi_app = None  # set by CherryPy's supervisor; the tree is served whatever it holds
+
+    def __init__(self, bind_addr):
+        self.bind_addr = bind_addr
+        self.stopped = threading.Event()
+        self.halt = None
+
+    def start(self):
+        """Configure as landing.py is, serve the tree through the Guard, wait for stop()."""
         own = dict(cherrypy.config)
         server.configure({})
         cherrypy.config.update(own)
+        # configure() hands serving to granian: here this object is that server.
+        cherrypy.server.subscribe()
+        server.prepare_apps()
         for app in cherrypy.tree.apps.values():
             if isinstance(app, cherrypy.Application):
                 app.request_class = server.GuardedRequest
-        cherrypy.engine.start()
         guard = server.Guard(
             tree, server._draining,
             cherrypy.config.get('request.body.maxbytes',
                                 server.DEFAULTS['server.max_request_body_size']),
             cherrypy.config.get(server.BODY_TIMEOUT_KEY, server.DEFAULTS['server.body_timeout']))
-        self.halt = serve_in_thread(guard, self.host, self.port)
+        host, port = self.bind_addr
+        if not port:  # an ephemeral port, as cheroot binds one: a free one, named as its socket
+            with socket.create_server((host, 0)) as probe:
+                port = probe.getsockname()[1]
+            self.socket = Bound((host, port))
+        self.halt = serve_in_thread(guard, host, port)
+        self.ready = True
+        self.stopped.wait()
 
     def stop(self):
-        """Stop granian's worker, then the engine as the stock supervisor does."""
+        """Stop granian's worker."""
+        self.ready = False
+        self.socket = None
         if self.halt:
             self.halt()
-            self.halt = None
-        super().stop()
+        self.stopped.set()
+
+
+def start_stack(self):
+    """cherrypy.server.start, serving the project's stack instead of cheroot."""
+    self.httpserver = StackHTTPServer(self.bind_addr)
+    ServerAdapter.start(self)
+
+
+start_stack.priority = 75  # as Server.start's: after the engine's other start plugins
 
 
 def pytest_configure(config):
-    """Serve every CPWebCase with the chosen server, on the run's port."""
-    supervisor = StackSupervisor if SERVER == 'stack' else CherootSupervisor
+    """Serve every test's tree with the chosen server, on the run's port."""
     helper.CPWebCase.available_servers = {**helper.CPWebCase.available_servers,
-                                          'wsgi': supervisor}
+                                          'wsgi': PortSupervisor}
+    if SERVER == 'stack':
+        # The engine holds the bound method subscribed at import: subscribe the new one.
+        cherrypy.server.unsubscribe()
+        cherrypy._cpserver.Server.start = start_stack
+        cherrypy.server.subscribe()
+
