@@ -50,7 +50,6 @@ import ctypes  # noqa: E402
 import datetime  # noqa: E402  (after the signal handlers, on purpose)
 import email.utils  # noqa: E402
 import functools  # noqa: E402
-import html  # noqa: E402
 import importlib  # noqa: E402
 import importlib.machinery  # noqa: E402
 import inspect  # noqa: E402
@@ -296,17 +295,18 @@ def error_page(status, message, traceback, version):
     """Render an error as a short page with its message, naming neither tracebacks nor versions.
 
     The message is what the app gave HTTPError (`HTTPError(403, 'You must log in first')`),
-    or CherryPy's own for the status; escaped, as CherryPy's page escapes it.
+    or CherryPy's own for the status. CherryPy escapes every argument before the call.
     """
     if cherrypy.serving.request.show_tracebacks:
         # Tracebacks on (any environment but production: development, CherryPy's own suite):
         # CherryPy's page, with the traceback a developer is there for.
         return cherrypy._cperror._HTTPErrorTemplate % {
-            'status': html.escape(status), 'message': html.escape(message or ''),
-            'traceback': html.escape(traceback or ''), 'version': html.escape(version or '')}
+            'status': status, 'message': message, 'traceback': traceback, 'version': version}
+    # CherryPy leaves a callable's page as bare text/html: the callable names the charset.
+    cherrypy.serving.response.headers['Content-Type'] = 'text/html; charset=utf-8'
     page = f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
     if message:
-        page += f'<p>{html.escape(str(message))}</p>\n'
+        page += f'<p>{message}</p>\n'
     return page
 
 
