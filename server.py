@@ -297,7 +297,7 @@ def error_page(status, message, traceback, version):
     The message is what the app gave HTTPError (`HTTPError(403, 'You must log in first')`),
     or CherryPy's own for the status. CherryPy escapes every argument before the call.
     """
-    if cherrypy.serving.request.show_tracebacks:
+    if tracebacks_on():
         # Tracebacks on (any environment but production: development, CherryPy's own suite):
         # CherryPy's page, with the traceback a developer is there for.
         return cherrypy._cperror._HTTPErrorTemplate % {
@@ -347,7 +347,7 @@ def ignore_unused_params():
     except TypeError:  # an unhashable callable: look it up each time
         accepted = _accepted_params(callable_)
     if accepted is not None:
-        body = request.body.params
+        body = getattr(request.body, 'params', None) or {}
         for name in [name for name in request.params
                      if name not in accepted and name not in body]:
             del request.params[name]
@@ -866,7 +866,7 @@ class Guard:
         if self.metrics is not None:
             # Which handler answered: CherryPy forgets once the answer closes.
             environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
-        return self.forward(answer, held, start_response, environ['REQUEST_METHOD'])
+        return self.forward(answer, held, start_response, environ.get('REQUEST_METHOD'))
 
     def forward(self, answer, held, start_response, method='GET'):
         """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
