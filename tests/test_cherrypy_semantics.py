@@ -204,6 +204,16 @@ def guarded(app, method='GET'):
     return started[-1][0], dict(started[-1][1]), body
 
 
+class Raising:
+    """An answer's iterator that raises on its first chunk and has no close()."""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise RuntimeError('before the first chunk')
+
+
 class Chunks:
     """An answer's chunks, with a close() that notes it ran."""
 
@@ -261,7 +271,7 @@ def test_a_stream_raising_before_its_first_chunk_is_a_500(closable):
 
     def app(environ, start):
         start('200 OK', [])
-        answers.append(Chunks(chunks()) if closable else chunks())
+        answers.append(Chunks(chunks()) if closable else Raising())
         return answers[0]
 
     assert guarded(app)[0] == server.SERVER_ERROR
