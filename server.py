@@ -15,9 +15,11 @@ The app (landing.py) stays a plain CherryPy app; this module serves it. Its piec
   granian's `HTTP/1` protocol name, header values CherryPy would parse in quadratic time or
   fail to decode before the app's config applies. It also puts the security headers on every
   answer, answers the project's 500 page whatever the app raises, reads a body only when a
-  handler asks (within BODY_TIMEOUT), and sends answers up to 64 MiB in one piece (so a slow
-  reader never holds a thread). Its request class keeps bodies unread where nothing takes one
-  and static files to what is in their folder (no dot entries, no symlinks out).
+  handler asks (within BODY_TIMEOUT; a read still pending then gets a 408 that drops the
+  connection), sends answers up to 64 KiB in one piece and has bigger ones pulled by a thread
+  of their own (so a slow reader never holds a pool thread, nor a whole file in memory). Its
+  request class keeps bodies unread where nothing takes one and static files to what is in
+  their folder (no dot entries, no symlinks out).
 - Handlers (`tools.handler`): query parameters a handler does not take are dropped (ad links
   carry utm_*, fbclid...), and a str answer is sent as UTF-8 with its charset named.
 - The access log: one Combined Log Format (or LOG_FORMAT=json) line per request on stdout,
@@ -156,10 +158,16 @@ MAX_TARGET = 4096
 MAX_SEGMENTS = 64
 # Descriptors kept back from connections for everything else a worker opens.
 FILES_RESERVED = 64
-# Answers with a length up to this size (every static file short of it) are handed to granian
-# whole, which writes them from its own I/O: a slow reader holds memory, never a thread.
-# Bigger ones stream, pulled by the worker thread.
-ONE_PIECE = 64 * 1024 * 1024
+# Answers with a length up to this size (the page, the logo) are handed to granian whole,
+# which writes them from its own I/O: a slow reader holds at most this much, never a thread.
+# Bigger ones (a big file in static/) are pulled, STREAM_CHUNK at a time and at the reader's
+# pace, by a thread of their own, never one of the THREADS: a slow reader holds that thread
+# and a few chunks (granian queues 4), never the whole file.
+ONE_PIECE = 64 * 1024
+STREAM_CHUNK = 16 * 1024
+# After a 408 whose body read is still pending, how long the cut-short answer waits before it
+# ends, so that hyper sends what it has before it drops the connection (Guard.cut_off).
+CUT_OFF_GRACE = 0.05
 
 # The environ key where the guard notes which handler answered (metrics.route_of).
 ROUTE = 'landing.route'
@@ -651,35 +659,53 @@ class DeadlineInput:
 
     granian's body reads block the calling thread until the client sends. The read runs in a
     thread of its own so the worker thread waits at most `timeout` seconds; a client still
-    sending then gets 408 and a close, and the reading thread ends with the connection.
-    Nothing reads until the app asks: paths that take no body never wait for one.
+    sending then gets 408 and a close (Guard.cut_off), which also ends the reading thread.
+    `pending` tells whether a read is still waiting for the client. Nothing reads until the
+    app asks: paths that take no body never wait for one.
     """
 
-    def __init__(self, raw, limit, timeout, content_type=''):
+    def __init__(self, raw, limit, timeout, content_type='', waiting=None):
         self.raw, self.limit, self.timeout = raw, limit, timeout
         self.content_type = content_type
+        self.waiting = waiting
         self.buffer = None
+        self.pending = False
 
     def _load(self):
         """Read the whole body (up to limit + 1 bytes) within the timeout, or raise."""
         if self.buffer is not None:
             return self.buffer
+        # Threads waiting for bodies at once are capped (Guard): slow uploads to a handler
+        # never take the whole pool for BODY_TIMEOUT; one past the cap gets 503 at once.
+        if self.waiting is not None and not self.waiting.acquire(blocking=False):
+            raise cherrypy.HTTPError(503, 'Too many uploads are arriving at once.')
+        try:
+            return self._read_within_timeout()
+        finally:
+            if self.waiting is not None:
+                self.waiting.release()
+
+    def _read_within_timeout(self):
+        """Read the body in a thread of its own; wait for it at most `timeout` s."""
         chunks, done = [], threading.Event()
 
         def read():
             # A reset connection ends the body: what came is what the handler gets.
             with contextlib.suppress(Exception):
                 left = sys.maxsize if self.limit is None else self.limit + 1
-                while left > 0:
+                while left > 0 and not done.is_set():
                     chunk = self.raw.read(min(left, 65536))
                     if not chunk:
                         break
                     chunks.append(chunk)
                     left -= len(chunk)
+            self.pending = False
             done.set()
 
+        self.pending = True
         threading.Thread(target=read, name='body-reader', daemon=True).start()
         if not done.wait(self.timeout):
+            done.set()  # the reader stops after the read in progress
             raise cherrypy.HTTPError(408, 'The request body did not arrive in time.')
         body = b''.join(chunks)
         if too_many_parts(self.content_type, body):
@@ -772,6 +798,8 @@ def check_request():
 
 # Where configure() leaves BODY_TIMEOUT for mount(); no CherryPy namespace reads it.
 BODY_TIMEOUT_KEY = 'landing.body_timeout'
+# Where configure() leaves how many threads may wait for bodies at once: half the pool.
+BODY_WAITERS_KEY = 'landing.body_waiters'
 
 GuardedRequest.hooks = cherrypy._cprequest.HookMap(cherrypy._cprequest.hookpoints)
 GuardedRequest.hooks.attach('before_request_body', check_request, priority=10)
@@ -789,11 +817,14 @@ class Guard:
     metrics = None
 
     def __init__(self, app, draining, max_body=DEFAULTS['server.max_request_body_size'],
-                 body_timeout=DEFAULTS['server.body_timeout']):
+                 body_timeout=DEFAULTS['server.body_timeout'], body_waiters=None):
         self.app = app
         self.draining = draining
         self.max_body = max_body
         self.body_timeout = body_timeout
+        # At most this many threads wait for request bodies at once (None: no cap).
+        self.body_waiting = (threading.BoundedSemaphore(body_waiters) if body_waiters
+                             else None)
 
     def headers(self, headers):
         """Return `headers` with RESPONSE_HEADERS in place, and Connection: close when draining."""
@@ -842,9 +873,9 @@ class Guard:
             environ[ROUTE] = 'refused'
             return self.page(start_response, refused[0])
         tidy(environ)
-        environ['wsgi.input'] = DeadlineInput(
+        body = environ['wsgi.input'] = DeadlineInput(
             environ['wsgi.input'], self.max_body, self.body_timeout,
-            environ.get('CONTENT_TYPE', ''))
+            environ.get('CONTENT_TYPE', ''), self.body_waiting)
         held = []
 
         def start(status, headers, exc_info=None):
@@ -866,7 +897,25 @@ class Guard:
         if self.metrics is not None:
             # Which handler answered: CherryPy forgets once the answer closes.
             environ[ROUTE] = metrics.route_of(cherrypy.serving.request)
+        if body.pending:
+            if hasattr(answer, 'close'):
+                answer.close()
+            return self.cut_off(start_response)
         return self.forward(answer, held, start_response, environ.get('REQUEST_METHOD'))
+
+    def cut_off(self, start_response):
+        """Answer 408 to a request whose body read is still pending, and drop the connection.
+
+        granian 2.8.7 takes the read's lock once the app returns, holding the GIL: while the
+        client sends nothing, the whole worker would stop. An answer that ends short of its
+        Content-Length makes hyper drop the connection, which ends the read at once.
+        """
+        status = '408 Request Timeout'
+        page = error_page(status, '', '', '').encode()
+        start_response(status, self.headers([
+            ('Content-Type', 'text/html; charset=utf-8'),
+            ('Content-Length', str(len(page) + 1)), ('Connection', 'close')]))
+        return _cut_short(page)
 
     def forward(self, answer, held, start_response, method='GET'):
         """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
@@ -881,8 +930,19 @@ class Guard:
                 answer.close()
             return self.page(start_response, status, close=status.startswith('408'))
         length = next((v for n, v in headers if n.lower() == 'content-length'), None)
-        if length is None or not length.isdigit() or int(length) > ONE_PIECE:
+        if length is None or not length.isdigit() or cherrypy.serving.response.stream:
+            # A handler's own stream: its code runs in this thread.
             return self.stream(answer, held, start_response)
+        if int(length) > ONE_PIECE:
+            # A big answer (a file, read as it goes) is pulled by a thread of its own
+            # (Streamed); once its start is out, a failure in it is raised (start, above).
+            held.append(None)
+            start_response(status, self.headers(headers), exc_info)
+            try:
+                return Streamed(answer)
+            finally:
+                if hasattr(answer, 'close'):
+                    answer.close()  # CherryPy's request ends in this thread; a file stays open
         # granian writes a list in one piece from its own I/O thread; an iterator is pulled
         # by this worker thread, which then waits on a slow reader.
         started = len(held)
@@ -940,6 +1000,74 @@ def _resumed(first, chunks, answer):
     finally:
         if hasattr(answer, 'close'):
             answer.close()
+
+
+def _cut_short(page):
+    """Yield `page`, then end after CUT_OFF_GRACE: hyper sends it, then drops the connection."""
+    yield page
+    time.sleep(CUT_OFF_GRACE)
+
+
+class Streamed:
+    """A big answer that streaming_runner has a thread of its own pull, STREAM_CHUNK at a time.
+
+    CherryPy's request has ended; what is left is its body iterator (a file read as it goes).
+    Under another WSGI server it is an ordinary iterable.
+    """
+
+    def __init__(self, body):
+        self.body = body
+
+    def __iter__(self):
+        """Yield the body in pieces of at most STREAM_CHUNK bytes."""
+        for chunk in self.body:
+            for start in range(0, len(chunk), STREAM_CHUNK):
+                yield chunk[start:start + STREAM_CHUNK]
+
+    def close(self):
+        """Let the body go (granian calls this at the end, or when the client goes).
+
+        Not CherryPy's close: that ran in the pool thread, where its request lives. The file
+        closes once the last reference to it goes.
+        """
+        self.body = ()
+
+
+class _Protocol:
+    """granian's per-request protocol object, sending a Streamed answer from a new thread.
+
+    granian's response_iter pulls the iterator in the calling thread, waiting whenever the
+    client reads slowly; called from a thread of our own, the pool's thread is free at once.
+    """
+
+    __slots__ = ('protocol',)
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+
+    def response_bytes(self, status, headers, body):
+        """Send a whole answer (granian writes it from its own I/O)."""
+        self.protocol.response_bytes(status, headers, body)
+
+    def response_iter(self, status, headers, body):
+        """Send an iterated answer: a Streamed one from a thread of its own."""
+        if isinstance(body.inner, Streamed):
+            try:
+                threading.Thread(target=self.protocol.response_iter, args=(status, headers, body),
+                                 name='stream', daemon=True).start()
+                return
+            except RuntimeError:  # no thread to be had (a pids limit): pull it from this one
+                log('no thread for a streamed answer: sending it from the pool', 'STREAM')
+        self.protocol.response_iter(status, headers, body)
+
+
+def streaming_runner(runner):
+    """Return granian's WSGI `runner` (its callback) sending Streamed answers from own threads."""
+
+    def run(protocol, scope):
+        return runner(_Protocol(protocol), scope)
+
+    return run
 
 
 # ------------------------------------------------------------------ serving
@@ -1198,7 +1326,7 @@ def run_worker(worker_id, callback, sock, ipc, loop, runtime_mode, runtime_threa
         static_path, *ssl_ctx, metrics_settings)
     serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
     try:
-        serve(_new_cbscheduler(loop, wsgi_callback(callback),
+        serve(_new_cbscheduler(loop, streaming_runner(wsgi_callback(callback)),
                                impl_asyncio=task_impl == TaskImpl.asyncio), loop, stop)
         stopped.wait()
     finally:
@@ -1313,6 +1441,7 @@ def configure(environ):
         # 0 is CherryPy's "no limit", which request.body.maxbytes spells None.
         'request.body.maxbytes': settings['server.max_request_body_size'] or None,
         BODY_TIMEOUT_KEY: settings['server.body_timeout'],
+        BODY_WAITERS_KEY: max(1, settings['server.thread_pool'] // 2),
     })
     # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
     cherrypy.server.unsubscribe()
@@ -1333,7 +1462,8 @@ def mount(root, config_path):
     # The cap and deadline configure() gave (server.* settings stay out of CherryPy's config).
     return Guard(cherrypy.tree, _draining, cherrypy.config.get(
         'request.body.maxbytes', DEFAULTS['server.max_request_body_size']),
-        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']))
+        cherrypy.config.get(BODY_TIMEOUT_KEY, DEFAULTS['server.body_timeout']),
+        cherrypy.config.get(BODY_WAITERS_KEY))
 
 
 def build_server(settings, app):

@@ -44,8 +44,9 @@ THREADS = 20
 def serve_in_thread(app, host, port):
     """Serve WSGI `app` with granian's WSGI worker on host:port from a thread; return a stopper.
 
-    The same worker, settings and callback (server.wsgi_callback) as server.run_worker uses
-    in a worker process: hyper's HTTP/1 with the project's header buffer, a pool of THREADS threads.
+    The same worker, settings and callback (server.wsgi_callback, through
+    server.streaming_runner) as server.run_worker uses in a worker process: hyper's HTTP/1
+    with the project's header buffer, a pool of THREADS threads.
     """
     sock = ListenerSpec(host, port, 128)
     stop, stopped = WorkerSignal(), threading.Event()
@@ -58,7 +59,8 @@ def serve_in_thread(app, host, port):
             1, (sock, None), None, 1, 512, THREADS, 30, 128, HTTPModes.http1,
             HTTP1Settings(header_read_timeout=75_000, max_buffer_size=server.HEADER_BUFFER),
             None, None, False, None, None, None, 'tls1.3', None, [], False, (None, None))
-        worker.serve_mtr(_new_cbscheduler(loop, server.wsgi_callback(app)), loop, stop)
+        callback = server.streaming_runner(server.wsgi_callback(app))
+        worker.serve_mtr(_new_cbscheduler(loop, callback), loop, stop)
         ready.set()
         stopped.wait()
 

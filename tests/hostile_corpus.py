@@ -1843,6 +1843,20 @@ def memory_case(make, label):
     return scenario
 
 
+# Readers that stop reading a file bigger than the one-piece size: what each may cost (kB).
+BIG_READERS, BIG_READER_BUDGET_KB = 100, 1024
+
+
+def big_file_non_readers(target):
+    """Clients that stop reading the 4 MB file cost well under a MiB each, not the file."""
+    server = decorated_copy(target)
+    per, opened = memory_per_connection(
+        server, lambda port: slow_reader(port, '/static/big.bin'), count=BIG_READERS)
+    wait_for(server.healthy, 20)
+    return Outcome(opened == BIG_READERS and per <= BIG_READER_BUDGET_KB,
+                   f'{per:.1f} kB RSS per connection over {opened} readers of the 4 MB file')
+
+
 def memory_cases():
     """What one connection costs the server's memory, at a reduced scale."""
     yield Case('memory', f'{MEMORY_CONNECTIONS} connections holding 15 KB of unfinished headers '
@@ -1858,6 +1872,9 @@ def memory_cases():
     yield Case('memory', f'{MEMORY_CONNECTIONS} slow uploads to a 404 -> '
                f'<= {CONNECTION_BUDGET_KB} kB RSS each', scenario=memory_case(
                    lambda port: slow_uploader(port, '/nope'), 'slow uploads'), slow=True)
+    yield Case('memory', f'{BIG_READERS} clients not reading a 4 MB static file -> '
+               f'<= {BIG_READER_BUDGET_KB} kB RSS each, not the file held whole',
+               scenario=big_file_non_readers, slow=True)
 
 
 def build():

@@ -209,9 +209,9 @@ def test_small_answers_are_handed_over_in_one_piece():
     assert closed == [True]
 
 
-@pytest.mark.parametrize('length', [None, str(server.ONE_PIECE + 1), 'x'])
-def test_big_or_unsized_answers_stream_as_they_are(length):
-    """Past ONE_PIECE, or with no Content-Length, the app's iterable goes out unchanged."""
+@pytest.mark.parametrize('length', [None, 'x'])
+def test_unsized_answers_stream_as_they_are(length):
+    """With no Content-Length (or a garbage one), the app's iterable goes out unchanged."""
     body = iter([b'chunk'])
 
     def app(environ, start):
@@ -222,6 +222,105 @@ def test_big_or_unsized_answers_stream_as_they_are(length):
     answer = guard(plain_environ(), lambda *args: None)
     assert not isinstance(answer, list)  # pulled chunk by chunk, not joined
     assert list(answer) == [b'chunk']
+
+
+def test_big_answers_are_streamed_in_small_chunks_after_the_app_closes():
+    """Past ONE_PIECE: a Streamed answer, STREAM_CHUNK at a time; CherryPy's side closed now."""
+    closed = []
+    size = server.ONE_PIECE + 1
+
+    class Body:
+        def __iter__(self):
+            return iter([b'a' * (size - 1), b'b'])
+
+        def close(self):
+            closed.append(True)
+
+    def app(environ, start):
+        start('200 OK', [('Content-Length', str(size))])
+        return Body()
+
+    guard = server.Guard(app, multiprocessing.RawValue('b'))
+    answer = guard(plain_environ(), lambda *args: None)
+    assert isinstance(answer, server.Streamed)
+    assert closed == [True]
+    chunks = list(answer)
+    assert b''.join(chunks) == b'a' * (size - 1) + b'b'
+    assert max(len(chunk) for chunk in chunks) == server.STREAM_CHUNK
+    answer.close()
+    assert list(answer) == []
+
+
+class Protocol:
+    """granian's protocol object as the runner sees it: notes which thread sent what."""
+
+    def __init__(self):
+        self.sent, self.done = [], threading.Event()
+
+    def response_bytes(self, status, headers, body):
+        """Note a whole answer."""
+        self.sent.append(('bytes', status, body, threading.current_thread()))
+        self.done.set()
+
+    def response_iter(self, status, headers, body):
+        """Note an iterated answer, pulled here."""
+        self.sent.append(('iter', status, b''.join(body.inner), threading.current_thread()))
+        self.done.set()
+
+
+@pytest.mark.parametrize('answer, kind, own_thread', [
+    ([b'whole'], 'bytes', False), (iter([b'pulled']), 'iter', False),
+    (server.Streamed([b'streamed']), 'iter', True)])
+def test_the_runner_sends_streamed_answers_from_a_thread_of_their_own(answer, kind, own_thread):
+    """Lists and iterators go as granian sends them; a Streamed one from a new thread."""
+    def app(environ, start):
+        start('200 OK', [])
+        return answer
+
+    protocol = Protocol()
+    server.streaming_runner(server.wsgi_callback(app, {}))(protocol, {'PATH_INFO': '/'})
+    assert protocol.done.wait(5)
+    sent_kind, status, _, thread = protocol.sent[0]
+    assert (sent_kind, status) == (kind, 200)
+    assert (thread is not threading.current_thread()) is own_thread
+
+
+def test_a_streamed_answer_with_no_thread_to_be_had_goes_from_the_pool_thread(monkeypatch):
+    """Where no thread can start (a pids limit), the answer is still sent, from this thread."""
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, 'start', refuse)
+    protocol = Protocol()
+    server.streaming_runner(server.wsgi_callback(lambda environ, start: start(
+        '200 OK', []) or server.Streamed([b'streamed']), {}))(protocol, {'PATH_INFO': '/'})
+    assert protocol.sent[0][::2] == ('iter', b'streamed')
+    assert protocol.sent[0][3] is threading.current_thread()
+
+
+def test_an_answer_whose_body_read_is_pending_is_cut_short_with_a_408():
+    """A handler that swallowed its 408: the answer is our 408, one byte short, then it ends."""
+    silent = Silent()
+
+    def app(environ, start):
+        with pytest.raises(cherrypy.HTTPError):
+            environ['wsgi.input'].read()
+        start('200 OK', [('Content-Length', '2')])
+        return [b'ok']
+
+    environ = dict(plain_environ(), **{'wsgi.input': silent})
+    guard = server.Guard(app, multiprocessing.RawValue('b'), body_timeout=0.1)
+    started = []
+    try:
+        answer = guard(environ, lambda status, headers, exc_info=None: started.append(
+            (status, dict(headers))))
+        body = b''.join(answer)
+    finally:
+        silent.release.set()
+    status, headers = started[-1]
+    assert status == '408 Request Timeout'
+    assert headers['Connection'] == 'close'
+    assert int(headers['Content-Length']) == len(body) + 1
 
 
 @pytest.mark.parametrize('query', [
@@ -464,6 +563,19 @@ def test_a_body_that_does_not_arrive_in_time_gets_408():
         assert raised.value.status == 408
     finally:
         silent.release.set()
+
+
+def test_past_the_cap_of_threads_waiting_for_bodies_an_upload_gets_503_at_once():
+    """With every allowed waiter taken, a read answers 503 without waiting; after, it reads."""
+    waiting = threading.BoundedSemaphore(1)
+    waiting.acquire()
+    body = server.DeadlineInput(io.BytesIO(b'a=1'), 100, 5, waiting=waiting)
+    with pytest.raises(cherrypy.HTTPError) as raised:
+        body.read()
+    assert raised.value.status == 503
+    waiting.release()
+    assert body.read() == b'a=1'
+    assert waiting.acquire(blocking=False)  # the read gave its place back
 
 
 def test_a_reset_while_reading_leaves_what_came():

@@ -874,7 +874,7 @@ def test_real_dev_container_serves_an_edit_to_the_mounted_source_within_2_s(
     assert proc.wait(timeout=30) == 143
 
 
-@pytest.mark.parametrize(('unreadable', 'args'), [
+@pytest.mark.parametrize('unreadable, args', [
     ('.', ['--dev']),
     *((name, args) for name in ('landing.py', 'shop.py', 'static/site.css', 'tests')
       for args in ([], ['--dev'])),
