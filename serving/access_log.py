@@ -24,6 +24,10 @@ def escape(value: str) -> str:
     return repr(value.replace('"', '\\"').encode('utf8'))[2:-1].replace('\\\\', '\\')
 
 
+# CherryPy's own access-log format, as it ships (a test or an app may set another on the class).
+STOCK_ACCESS_FORMAT = LogManager.access_log_format
+
+
 class AccessLog(LogManager):
     """CherryPy's log manager, writing the same Combined Log line for a fraction of the work.
 
@@ -47,7 +51,7 @@ class AccessLog(LogManager):
             return None
         if self.json:
             return self.access_json(request, cherrypy.serving.response)
-        if self.access_log_format != LogManager.access_log_format:
+        if self.access_log_format != STOCK_ACCESS_FORMAT:
             super().access()  # a custom format: CherryPy's general formatter
             return None
         response = cherrypy.serving.response
@@ -110,8 +114,12 @@ class AccessLogs:
     json: bool = False
 
     def __call__(self) -> None:
-        """Replace each app's stock log manager (a restart leaves ours as they are)."""
+        """Replace each app's stock log manager (a restart leaves ours as they are).
+
+        A WSGI app grafted on the tree (`cherrypy.tree.graft`, a VirtualHost dispatcher) has
+        no CherryPy log: it is left as it is.
+        """
         for app in cherrypy.tree.apps.values():
-            log = app.log
-            if not isinstance(log, AccessLog):
+            log = getattr(app, 'log', None)
+            if isinstance(log, LogManager) and not isinstance(log, AccessLog):
                 app.log = AccessLog(log.appid, log.logger_root, json=self.json)

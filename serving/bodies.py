@@ -2,6 +2,7 @@
 import contextlib
 import io
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from wsgiref.types import InputStream
@@ -38,7 +39,7 @@ class DeadlineInput:
     app asks: paths that take no body never wait for one.
     """
 
-    def __init__(self, raw: InputStream, limit: int, timeout: float, content_type: str = '',
+    def __init__(self, raw: InputStream, limit: int | None, timeout: float, content_type: str = '',
                  waiting: threading.Semaphore | None = None) -> None:
         self.raw, self.limit, self.timeout = raw, limit, timeout
         self.content_type = content_type
@@ -68,7 +69,7 @@ class DeadlineInput:
         def read() -> None:
             # A reset connection ends the body: what came is what the handler gets.
             with contextlib.suppress(Exception):
-                left = self.limit + 1
+                left = sys.maxsize if self.limit is None else self.limit + 1
                 while left > 0 and not done.is_set():
                     chunk = self.raw.read(min(left, 65536))
                     if not chunk:

@@ -14,8 +14,8 @@ from serving import metrics
 from serving.bodies import MAX_BODY, DeadlineInput
 from serving.metrics import RequestMetrics
 from serving.refusals import refusal, tidy
-from serving.request import SERVER_ERROR, error_page
-from serving.streaming import Streamed
+from serving.request import SERVER_ERROR, error_page, tracebacks_on
+from serving.streaming import Streamed, resumed
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -57,7 +57,7 @@ class Guard:
 
     def __init__(self, app: App, draining: ctypes.c_byte,
                  policy: Mapping[str, str] | None = None,
-                 max_body: int = MAX_BODY, body_timeout: float = 10,
+                 max_body: int | None = MAX_BODY, body_timeout: float = 10,
                  body_waiters: int | None = None,
                  metrics: RequestMetrics | None = None) -> None:
         self.app = app
@@ -84,9 +84,7 @@ class Guard:
         its own (a page with a CSP of its own keeps it).
         """
         given = {name.lower() for name, _ in headers}
-        headers = [(name, value.replace(';charset=', '; charset=')) if name == 'Content-Type'
-                   else (name, value)
-                   for name, value in headers if name.lower() != 'server']
+        headers = [(name, value) for name, value in headers if name.lower() != 'server']
         headers.append(SERVER)
         headers.extend(pair for pair in self.policy if pair[0].lower() not in given)
         if self.draining.value:
@@ -140,7 +138,12 @@ class Guard:
 
         def start(status: str, headers: Headers,
                   exc_info: 'OptExcInfo | None' = None) -> Callable[[bytes], object] | None:
-            if held and held[0] is None:  # an app that starts late: straight through
+            if held and held[-1] is None:  # the answer is on its way: straight through
+                if exc_info is not None and exc_info[1] is not None:
+                    # PEP 3333: the body failed after its start went out. Raised, granian
+                    # ends the answer (a short one with Content-Length, a chunked one cleanly:
+                    # docs/cherrypy.md) instead of sending CherryPy's error text as body.
+                    raise exc_info[1].with_traceback(exc_info[2])
                 return start_response(status, self.headers(headers), exc_info)
             held.append((status, headers, exc_info))
             return None
@@ -157,7 +160,7 @@ class Guard:
             if hasattr(answer, 'close'):
                 answer.close()
             return self.cut_off(start_response)
-        return self.forward(answer, held, start_response)
+        return self.forward(answer, held, start_response, environ.get('REQUEST_METHOD', 'GET'))
 
     def cut_off(self, start_response: StartResponse) -> Iterator[bytes]:
         """Answer 408 to a request whose body read is still pending, and drop the connection.
@@ -173,34 +176,73 @@ class Guard:
             ('Content-Length', str(len(page) + 1)), ('Connection', 'close')]))
         return _cut_short(page)
 
-    def forward(self, answer: Iterable[bytes], held: list[Held],
-                start_response: StartResponse) -> Iterable[bytes]:
+    def forward(self, answer: Iterable[bytes], held: list[Held], start_response: StartResponse,
+                method: str = 'GET') -> Iterable[bytes]:
         """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
         if not held:
             held.append(None)
             return answer
         # None is held only once an answer is passed on (above): this one is held.
         status, headers, exc_info = cast(Started, held[-1])
-        if status.startswith('500') or status.startswith('408'):
+        if status.startswith('408') or status.startswith('500') and not tracebacks_on():
             # Whatever wrote it (CherryPy's bare error path included), the page is ours;
             # after a 408 the rest of the body is not read: the connection closes.
             if hasattr(answer, 'close'):
                 answer.close()
             return self.page(start_response, status, close=status.startswith('408'))
-        start_response(status, self.headers(headers), exc_info)
         length = next((v for n, v in headers if n.lower() == 'content-length'), None)
         if length is None or not length.isdigit() or cherrypy.serving.response.stream:
-            return answer  # a handler's own stream: its code runs in this thread
-        # granian writes a list in one piece from its own I/O thread; an iterator is pulled
-        # by this worker thread, which then waits on a slow reader: a big answer (a file,
-        # read as it goes) is pulled by a thread of its own instead (Streamed).
-        try:
-            if int(length) > ONE_PIECE:
+            # A handler's own stream: its code runs in this thread.
+            return self.stream(answer, held, start_response)
+        if int(length) > ONE_PIECE:
+            # A big answer (a file, read as it goes) is pulled by a thread of its own
+            # (Streamed); once its start is out, a failure in it is raised (start, above).
+            held.append(None)
+            start_response(status, self.headers(headers), exc_info)
+            try:
                 return Streamed(answer)
-            return [b''.join(answer)]
+            finally:
+                if hasattr(answer, 'close'):
+                    answer.close()  # CherryPy's request ends in this thread; a file stays open
+        # granian writes a list in one piece from its own I/O thread; an iterator is pulled
+        # by this worker thread, which then waits on a slow reader.
+        started = len(held)
+        try:
+            body = b''.join(answer)
         finally:
             if hasattr(answer, 'close'):
-                answer.close()  # CherryPy's request ends in this thread; a file stays open
+                answer.close()
+        if len(held) > started:  # the body failed: CherryPy started again, with exc_info
+            return self.page(start_response, SERVER_ERROR)
+        if len(body) != int(length) and method != 'HEAD':
+            # A Content-Length that is wrong would frame the connection wrong: the next answer
+            # on it would start inside this one. cheroot answers 500 as well.
+            cherrypy.log(f'the answer declares Content-Length {length} for {len(body)} bytes',
+                         'GUARD', severity=logging.ERROR)
+            return self.page(start_response, SERVER_ERROR)
+        start_response(status, self.headers(headers), exc_info)
+        return [body]
+
+    def stream(self, answer: Iterable[bytes], held: list[Held],
+               start_response: StartResponse) -> Iterable[bytes]:
+        """Send a streamed answer, its start once the first chunk is made (else a 500 page)."""
+        status, headers, exc_info = cast(Started, held[-1])
+        started = len(held)
+        chunks = iter(answer)
+        first: bytes | None
+        try:
+            first = next(chunks, b'')
+        except Exception:  # noqa: BLE001  (an app's iterator that raises)
+            cherrypy.log('the answer failed before its first byte', 'GUARD',
+                         severity=logging.ERROR, traceback=True)
+            first = None
+        if first is None or len(held) > started:
+            if hasattr(answer, 'close'):
+                answer.close()
+            return self.page(start_response, SERVER_ERROR)
+        held.append(None)
+        start_response(status, self.headers(headers), exc_info)
+        return resumed(first, chunks, answer)
 
 
 def _cut_short(page: bytes) -> Iterator[bytes]:

@@ -29,19 +29,24 @@ def ignore_unused_params() -> None:
     """Drop query parameters the handler does not take (utm_*, fbclid, gclid...).
 
     CherryPy passes every query parameter to the handler as a keyword and answers 404 when
-    the handler does not take it: every ad or social link would land on a 404.
+    the handler does not take it: every ad or social link would land on a 404. Only the
+    query's: a body field the handler does not take still gets CherryPy's 400. A handler a
+    tool has wrapped (its own function in place of the dispatcher's) keeps every parameter:
+    what the wrapper passes on is the tool's business.
     """
     request = cherrypy.serving.request
-    if not request.params:
+    if not request.params or not isinstance(request.handler, cherrypy.dispatch.PageHandler):
         return
     # The page handler is new each request; the callable it wraps (a bound method) is not.
-    callable_ = getattr(request.handler, 'callable', request.handler)
+    callable_ = request.handler.callable
     try:
         accepted = _accepted_params_cached(callable_)
     except TypeError:  # an unhashable callable: look it up each time
         accepted = _accepted_params(callable_)
     if accepted is not None:
-        for name in [name for name in request.params if name not in accepted]:
+        body = getattr(request.body, 'params', None) or {}
+        for name in [name for name in request.params
+                     if name not in accepted and name not in body]:
             del request.params[name]
 
 
@@ -66,10 +71,13 @@ class Utf8Handler:
         content_type = dict.get(headers, 'Content-Type', '')
         if 'charset' not in content_type and content_type.startswith(('text/', 'application/')):
             headers['Content-Type'] = f'{content_type}; charset=utf-8'
-        if isinstance(body, str):
-            return body.encode('utf-8')
         if body is None:
             return body
+        # Encoded, the length differs from the handler's count of characters: CherryPy's
+        # encode tool drops a handler's Content-Length too, and finalize() counts the bytes.
+        headers.pop('Content-Length', None)
+        if isinstance(body, str):
+            return body.encode('utf-8')
         return (chunk.encode('utf-8') if isinstance(chunk, str) else chunk for chunk in body)
 
 

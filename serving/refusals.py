@@ -1,9 +1,10 @@
 """What the guard refuses or mends before CherryPy sees a request: Host, target, headers, ranges."""
 import email.utils
+import logging
 import re
-import urllib.parse
 from wsgiref.types import WSGIEnvironment
 
+import cherrypy
 from cherrypy.lib import httputil
 
 from serving.bodies import MAX_BODY
@@ -71,10 +72,32 @@ def decodable(value: str) -> bool:
     return True
 
 
+# Header names already logged as arriving empty, once each per worker.
+_blanked: set[str] = set()
+
+
+def note_blanked(key: str) -> None:
+    """Log, once per header name, that a header arrived empty (granian blanks non-ASCII ones).
+
+    granian passes a header value with any byte outside ASCII as '' (its issue #335): one
+    UTF-8 cookie empties the whole Cookie header. The value is gone before Python sees it;
+    the log line at least names what was lost.
+    """
+    if key not in _blanked and len(_blanked) < 64:
+        _blanked.add(key)
+        name = key.removeprefix('HTTP_').replace('_', '-').title()
+        cherrypy.log(f'a {name} header arrived empty: granian passes a value with a byte '
+                     'outside ASCII as empty (granian issue #335; docs/cherrypy.md)', 'GUARD',
+                     severity=logging.WARNING)
+
+
 def header_refusal(environ: WSGIEnvironment) -> tuple[str, str] | None:
     """Return (status, reason) for a header CherryPy would read slowly or fail on, else None."""
     for key, value in environ.items():
         if not key.startswith(('HTTP_', 'CONTENT_')):
+            continue
+        if not value:
+            note_blanked(key)
             continue
         if (key in ELEMENT_HEADERS or key.startswith('HTTP_ACCEPT')) and \
                 len(value) > MAX_ELEMENT_HEADER:
@@ -86,7 +109,8 @@ def header_refusal(environ: WSGIEnvironment) -> tuple[str, str] | None:
     return None
 
 
-def refusal(environ: WSGIEnvironment, max_body: int = MAX_BODY) -> tuple[str, str] | None:
+def refusal(environ: WSGIEnvironment,
+            max_body: int | None = MAX_BODY) -> tuple[str, str] | None:
     """Return (status, reason) for a request the app must not see, or None to pass it on."""
     host = environ.get('HTTP_HOST', '')
     # Two Host fields arrive joined by a comma, which the pattern refuses. HTTP/1.1 needs one.
@@ -100,7 +124,7 @@ def refusal(environ: WSGIEnvironment, max_body: int = MAX_BODY) -> tuple[str, st
     # A declared length over the cap is refused before anything reads it; a chunked body
     # over it gets 413 from CherryPy as it is read (request.body.maxbytes).
     length = environ.get('CONTENT_LENGTH', '')
-    if length.isdigit() and int(length) > max_body:
+    if max_body is not None and length.isdigit() and int(length) > max_body:
         return '413 Content Too Large', 'body'
     return header_refusal(environ)
 
@@ -116,13 +140,3 @@ def tidy(environ: WSGIEnvironment) -> None:
     for name in ('HTTP_IF_MODIFIED_SINCE', 'HTTP_IF_UNMODIFIED_SINCE'):
         if name in environ and not _valid_date(environ[name]):
             del environ[name]
-    # CherryPy answers 404 to a query string that is not UTF-8 once decoded (/?a=%FF): keep
-    # its valid parameters, with U+FFFD for the bytes that are not.
-    query = environ.get('QUERY_STRING', '')
-    if '%' in query or not query.isascii():
-        raw = urllib.parse.unquote_to_bytes(query)
-        try:
-            raw.decode('utf-8')
-        except UnicodeDecodeError:
-            environ['QUERY_STRING'] = urllib.parse.quote(
-                raw.decode('utf-8', 'replace'), safe="=&;/:@!$'()*+,?")

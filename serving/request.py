@@ -1,13 +1,39 @@
 """The app's request class: the project's error page from the start, its hooks in place."""
+import urllib.parse
+
 import cherrypy
 
 from serving.bodies import takes_body
 from serving.static import static_only
 
 
+def tracebacks_on() -> bool:
+    """Tell whether tracebacks are on, for the app and the request answered (not production).
+
+    The global setting too: a request CherryPy could not even build is a placeholder whose
+    class default shows them.
+    """
+    return bool(cherrypy.config.get('request.show_tracebacks', False)
+                and cherrypy.serving.request.show_tracebacks)
+
+
 def error_page(status: str, message: str, traceback: str, version: str) -> str:
-    """Render an error as a short page that names neither tracebacks nor versions."""
-    return f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
+    """Render an error as a short page with its message, naming neither tracebacks nor versions.
+
+    The message is what the app gave HTTPError (`HTTPError(403, 'You must log in first')`),
+    or CherryPy's own for the status. CherryPy escapes every argument before the call.
+    """
+    if tracebacks_on():
+        # Tracebacks on (any environment but production: development, CherryPy's own suite):
+        # CherryPy's page, with the traceback a developer is there for.
+        return str(cherrypy._cperror._HTTPErrorTemplate % {
+            'status': status, 'message': message, 'traceback': traceback, 'version': version})
+    # CherryPy leaves a callable's page as bare text/html: the callable names the charset.
+    cherrypy.serving.response.headers['Content-Type'] = 'text/html; charset=utf-8'
+    page = f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
+    if message:
+        page += f'<p>{message}</p>\n'
+    return page
 
 
 # The status the guard answers when the app fails, whatever it raised.
@@ -24,6 +50,27 @@ class GuardedRequest(cherrypy._cprequest.Request):
 
     show_tracebacks = False
     error_page = {'default': error_page}
+
+    def process_query_string(self) -> None:
+        """Parse the query as CherryPy does; bytes invalid in its encoding become U+FFFD.
+
+        CherryPy answers 404 to a query that does not decode (/?a=%FF, from a mangled ad
+        link): the parameters are kept instead, each decoded in the app's
+        `request.query_string_encoding`, split before decoding (so %26, %3D, %2B stay data).
+        """
+        try:
+            super().process_query_string()
+        except cherrypy.HTTPError:
+            pairs = urllib.parse.parse_qsl(self.query_string, keep_blank_values=True,
+                                           encoding=self.query_string_encoding,
+                                           errors='replace')
+            for name, value in pairs:
+                if name in self.params:
+                    previous = self.params[name]
+                    self.params[name] = [*previous, value] if isinstance(previous, list) \
+                        else [previous, value]
+                else:
+                    self.params[name] = value
 
 
 def check_request() -> None:

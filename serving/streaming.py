@@ -80,3 +80,13 @@ def streaming_runner(runner: Runner) -> Runner:
         return runner(_Protocol(protocol), scope)
 
     return run
+
+
+def resumed(first: bytes, chunks: Iterator[bytes], answer: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield `first`, then the rest of `chunks`; close `answer` at the end, or when closed."""
+    try:
+        yield first
+        yield from chunks
+    finally:
+        if hasattr(answer, 'close'):
+            answer.close()

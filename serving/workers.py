@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import cherrypy
@@ -17,11 +17,15 @@ from granian.constants import HTTPModes, RuntimeModes, TaskImpl
 from granian.http import HTTP1Settings, HTTP2Settings
 from granian.server.common import WORKERS_METHODS
 from granian.server.mp import WorkerProcess
-from granian.wsgi import _callback_wrapper as wsgi_callback
+from granian.wsgi import Response as WSGIStart
+from granian.wsgi import ResponseIterWrap
 
 from serving.health import shared, stopping
 from serving.settings import MAX_WORKERS
-from serving.streaming import streaming_runner
+from serving.streaming import Runner, streaming_runner
+
+if TYPE_CHECKING:
+    from granian._granian import WSGIScope  # in granian's stub only
 
 # Seconds between two heartbeats of a worker, and between two looks of the watchdog at them.
 HEARTBEAT_EVERY = 0.1
@@ -138,12 +142,36 @@ def run_worker(worker_id: int, callback: WSGIApplication, sock: Any, ipc: Any, l
         static_path, *ssl_ctx, metrics_settings)
     serve = getattr(worker, WORKERS_METHODS[runtime_mode][(sock[0] or sock[1]).is_uds()])
     try:
-        serve(_new_cbscheduler(loop, streaming_runner(wsgi_callback(
-            callback, scope_opts, log_access_fmt)),
+        serve(_new_cbscheduler(loop, streaming_runner(wsgi_callback(callback)),
                                impl_asyncio=task_impl == TaskImpl.asyncio), loop, stop)
         stopped.wait()
     finally:
         cherrypy.engine.exit()
+
+
+# What PEP 3333 puts in every environ beside the request's own keys. granian's own callback
+# starts each environ from a copy of os.environ: every variable of the process (secrets
+# included) would reach the app, and HTTP_PROXY would read as a `Proxy` request header.
+BASE_ENVIRON = {
+    'GATEWAY_INTERFACE': 'CGI/1.1', 'SCRIPT_NAME': '', 'SERVER_SOFTWARE': 'Granian',
+    'wsgi.errors': sys.stderr, 'wsgi.input_terminated': True, 'wsgi.multiprocess': False,
+    'wsgi.multithread': True, 'wsgi.run_once': False, 'wsgi.version': (1, 0)}
+
+
+def wsgi_callback(app: WSGIApplication) -> Runner:
+    """Return granian's WSGI callback for `app`, as granian.wsgi's, with BASE_ENVIRON only."""
+
+    def run(proto: Any, scope: 'WSGIScope') -> int:
+        start = WSGIStart()
+        # granian's stub calls the scope a class of its own; 2.8.7 passes a dict.
+        answer = app(BASE_ENVIRON | cast('dict[str, Any]', scope), start)
+        if isinstance(answer, list):
+            proto.response_bytes(start.status, start.headers, b''.join(answer))
+        else:
+            proto.response_iter(start.status, start.headers, ResponseIterWrap(answer))
+        return int(start.status)
+
+    return run
 
 
 def traced_in_every_thread(app: WSGIApplication) -> WSGIApplication:

@@ -1,0 +1,118 @@
+"""landing.py with handlers written as CherryPy documents them (tests/test_cherrypy_semantics.py).
+
+usage: python tests/cherrypy_app.py   (same environment variables as landing.py; with
+NO_BODY_CAP=1 the app sets CherryPy's `server.max_request_body_size: 0`, "no limit")
+"""
+import functools
+import os
+import sys
+
+import cherrypy
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import landing  # noqa: E402  (needs the app folder on sys.path)
+
+
+def legacy(environ, start_response):
+    """A plain WSGI app, grafted on the tree beside the CherryPy app."""
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'legacy ' + environ['PATH_INFO'].encode()]
+
+
+def wrapped_handler():
+    """A tool that puts its own function in place of the page handler (before_handler)."""
+    inner = cherrypy.serving.request.handler
+    cherrypy.serving.request.handler = functools.partial(inner)
+
+
+cherrypy.tools.wrapped = cherrypy.Tool('before_handler', wrapped_handler, priority=50)
+
+
+class Extras:
+    """Handlers that use CherryPy as its documentation shows."""
+
+    @cherrypy.expose
+    def cafe(self):
+        """Set Content-Length by hand, counting characters: one short of the UTF-8 bytes."""
+        cherrypy.response.headers['Content-Length'] = str(len('café'))
+        return 'café'
+
+    @cherrypy.expose
+    def forbidden(self):
+        """Refuse with a message of the app's own."""
+        raise cherrypy.HTTPError(403, 'You must log in first <now>')
+
+    @cherrypy.expose
+    def echo(self, name=None, b=None):
+        """Return the parameters as received."""
+        return repr((name, b))
+
+    @cherrypy.expose
+    @cherrypy.config(**{'request.query_string_encoding': 'latin1'})
+    def latin(self, name=None):
+        """Return `name`, the query read as Latin-1."""
+        return repr(name)
+
+    @cherrypy.expose
+    def form(self, name=None):
+        """Take one body field."""
+        return repr(name)
+
+    @cherrypy.expose
+    @cherrypy.tools.wrapped()
+    def tooled(self, name):
+        """Need `name`, behind a tool that wraps the handler."""
+        return repr(name)
+
+    @cherrypy.expose
+    def environ(self):
+        """Return the environ's keys and the request's Proxy header."""
+        request = cherrypy.request
+        return repr((sorted(request.wsgi_environ), request.headers.get('Proxy')))
+
+    @cherrypy.expose
+    def cookie(self):
+        """Return the Cookie header as CherryPy received it."""
+        return repr(cherrypy.request.headers.get('Cookie'))
+
+    @cherrypy.expose
+    def upload(self):
+        """Return the length of the body read."""
+        return str(len(cherrypy.request.body.read()))
+
+    @cherrypy.expose
+    @cherrypy.config(**{'response.stream': True})
+    def fails_first(self):
+        """Stream an answer that fails before its first chunk."""
+        raise RuntimeError('failed before the first chunk')
+        yield b''  # a generator: the error comes as CherryPy pulls its first chunk
+
+    @cherrypy.expose
+    @cherrypy.config(**{'response.stream': True})
+    def fails_midway(self, sized=''):
+        """Stream an answer that fails after its first chunk."""
+        if sized:
+            cherrypy.response.headers['Content-Length'] = '100'
+        yield b'first chunk '
+        raise RuntimeError('failed midway')
+
+    @cherrypy.expose
+    def reason(self):
+        """Answer with a reason phrase of the app's own."""
+        cherrypy.response.status = '200 Everything Fine'
+        return 'fine'
+
+    @cherrypy.expose
+    def default(self, *segments):
+        """Return the path segments dispatch found."""
+        return repr(segments)
+
+
+landing.Landing.extras = Extras()
+cherrypy.tree.graft(legacy, '/legacy')
+if os.environ.get('NO_BODY_CAP') == '1':
+    cherrypy.config.update({'server.max_request_body_size': 0})
+
+if __name__ == '__main__':
+    landing.main()

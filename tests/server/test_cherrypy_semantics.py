@@ -1,0 +1,306 @@
+"""A CherryPy app keeps CherryPy's semantics through the stack, against a real server process.
+
+tests/cherrypy_app.py serves the landing app with handlers written as CherryPy's docs show.
+Each test is one item of docs/cherrypy.md: fixed in serving/, or, where granian decides,
+pinned as it is (the tests named `..._as_granian_does`), so a granian release that changes it
+is noticed.
+"""
+import io
+import os
+import sys
+import urllib.parse
+
+import cherrypy
+import pytest
+
+import serving.guard
+import serving.health
+import serving.request
+from cherrypy_stack import serve_in_thread
+from conftest import ROOT, free_port, request, wait_until
+from rawhttp import CRLF, connect, exchange, get, read_response
+
+APP = os.path.join(ROOT, 'tests', 'cherrypy_app.py')
+
+
+@pytest.fixture(scope='module')
+def app(tmp_path_factory):
+    """tests/cherrypy_app.py as a real process, with a secret and a proxy in its environment."""
+    from conftest import ServerProcess
+    served = ServerProcess(tmp_path_factory.mktemp('semantics'), script=APP, env={
+        'SECRET_TOKEN': 'do-not-leak', 'HTTP_PROXY': 'http://proxy.invalid:3128'})
+    try:
+        yield served.wait_ready()
+    finally:
+        served.kill()
+
+
+def body_of(app, path, **kwargs):
+    """GET `path`; return (status, body as text)."""
+    status, _, body = request(app.port, kwargs.pop('method', 'GET'), path, **kwargs)
+    return status, body.decode('utf-8')
+
+
+def test_a_grafted_wsgi_app_starts_and_is_served(app):
+    """Item 1: `cherrypy.tree.graft` beside the app no longer stops the server at start."""
+    assert body_of(app, '/legacy/x') == (200, 'legacy /x')
+    assert request(app.port, 'GET', '/')[0] == 200
+
+
+def test_a_handlers_wrong_content_length_never_frames_the_connection(app):
+    """Item 2: 'café' with Content-Length 4 goes out as its 5 bytes, the next answer intact."""
+    with connect(app.port) as sock:
+        sock.sendall(get('/extras/cafe') + get('/healthcheck'))
+        first = read_response(sock)
+        second = read_response(sock)
+    assert (first.status, first.headers['content-length'], first.body) == \
+        (200, '5', 'café'.encode())
+    assert (second.status, second.body) == (200, b'Yay')
+
+
+def test_an_http_errors_message_is_on_the_page_escaped_with_a_charset(app):
+    """Item 3: HTTPError(403, message) shows the message; the page names its charset."""
+    status, headers, body = request(app.port, 'GET', '/extras/forbidden')
+    assert status == 403
+    assert b'You must log in first &lt;now&gt;' in body
+    assert headers['Content-Type'] == 'text/html; charset=utf-8'
+    assert b'Traceback' not in body
+    assert b'CherryPy' not in body
+
+
+def test_max_request_body_size_0_means_no_limit(start_server):
+    """Item 4: CherryPy's `server.max_request_body_size: 0` takes bodies of any size."""
+    served = start_server(env={'NO_BODY_CAP': '1'}, script=APP).wait_ready()
+    big = b'x' * (200 * 1024)
+    status, _, body = request(served.port, 'POST', '/extras/upload', body=big)
+    assert (status, body) == (200, str(len(big)).encode())
+
+
+def test_the_default_cap_still_refuses_a_big_body(app):
+    """Item 4's other side: without the setting, the 64 KiB cap stays."""
+    assert request(app.port, 'POST', '/extras/upload', body=b'x' * (65 * 1024))[0] == 413
+
+
+def test_the_query_is_read_in_the_apps_encoding(app):
+    """Item 5: with `request.query_string_encoding: 'latin1'`, %E8 is è."""
+    assert body_of(app, '/extras/latin?name=Gruy%E8re') == (200, repr('Gruyère'))
+
+
+def test_a_bad_byte_in_the_query_changes_no_other_parameter(app):
+    """Item 5: encoded +, & and = stay data when another parameter holds invalid UTF-8."""
+    status, body = body_of(app, '/extras/echo?name=1%2B1%26b%3Dc&junk=%FF')
+    assert (status, body) == (200, repr(('1+1&b=c', None)))
+    assert body_of(app, '/extras/echo?name=caf%E9')[1] == repr(('caf\ufffd', None))
+
+
+def test_an_unexpected_body_field_gets_cherrypys_400(app):
+    """Item 6: only query parameters are dropped; a body field the handler lacks is a 400."""
+    form = urllib.parse.urlencode({'name': 'a', 'extra': 'b'})
+    headers = {'Content-Type': 'application/x-www-form-urlencoded'}
+    assert request(app.port, 'POST', '/extras/form', body=form, headers=headers)[0] == 400
+    status, _, body = request(app.port, 'POST', '/extras/form?utm_source=x',
+                              body='name=a', headers=headers)
+    assert (status, body) == (200, b"'a'")
+
+
+def test_a_handler_wrapped_by_a_tool_keeps_its_parameters(app):
+    """Item 6: a tool's wrapper in place of the handler: the parameters still reach it."""
+    assert body_of(app, '/extras/tooled?name=kept') == (200, repr('kept'))
+
+
+def test_the_environ_holds_no_process_variable(app):
+    """Item 9: no SECRET_TOKEN, no HTTP_PROXY read as a Proxy header, PATH and HOME neither."""
+    status, body = body_of(app, '/extras/environ')
+    assert status == 200
+    keys, proxy = eval(body)  # noqa: S307  (our own repr of a list of str and a None)
+    assert proxy is None
+    assert not {'SECRET_TOKEN', 'HTTP_PROXY', 'PATH', 'HOME'} & set(keys)
+    assert {'REQUEST_METHOD', 'PATH_INFO', 'wsgi.input', 'SERVER_PROTOCOL'} <= set(keys)
+
+
+def test_a_real_proxy_header_still_arrives(app):
+    """Item 9's other side: a Proxy header the client sends is the request's own."""
+    with connect(app.port) as sock:
+        sock.sendall(get('/extras/environ', b'Proxy: sent'))
+        assert read_response(sock).body.endswith(b", 'sent')")
+
+
+def test_a_non_ascii_cookie_empties_the_header_as_granian_does_and_is_logged(app):
+    """Item 7 (granian #335): the whole Cookie header arrives empty; the server says so."""
+    raw = exchange(app.port, get('/extras/cookie', 'Cookie: name=café; session_id=1'.encode()))
+    assert raw.split(CRLF * 2, 1)[1] == b"''<OPEN>"
+    wait_until(lambda: 'a Cookie header arrived empty' in app.stderr(), what='the warning')
+
+
+def test_an_answer_failing_before_its_first_byte_is_a_500(app):
+    """Item 8: a streamed answer that raises before its first chunk is the project's 500."""
+    status, _, body = request(app.port, 'GET', '/extras/fails_first')
+    assert status == 500
+    assert b'failed before' not in body
+
+
+def test_a_sized_answer_failing_midway_is_cut_short():
+    """Item 8: over ONE_PIECE, with a Content-Length, the client sees fewer bytes and a close.
+
+    (A handler's own Content-Length on a generator is dropped, as CherryPy's encode tool
+    drops it: such answers are big static files. The guard over granian's worker, in a
+    thread, with an answer just over the one-piece size.)
+    """
+    def app(environ, start_response):
+        start_response('200 OK', [('Content-Length', str(serving.guard.ONE_PIECE + 1))])
+
+        def chunks():
+            yield b'first chunk '
+            raise RuntimeError('failed midway')
+        return chunks()
+
+    port = free_port()
+    halt = serve_in_thread(serving.guard.Guard(app, serving.health.draining), '127.0.0.1', port)
+    try:
+        raw = exchange(port, get('/'))
+    finally:
+        halt()
+    head, _, body = raw.partition(CRLF * 2)
+    # Closed short of the length: the answer is pulled by a thread of its own (Streamed), and
+    # hyper may close before it wrote even the head, or drop the chunk it had not written yet.
+    assert head == b'' or f'content-length: {serving.guard.ONE_PIECE + 1}'.encode() in head
+    assert body in (b'', b'first chunk ')
+
+
+def test_a_chunked_answer_failing_midway_ends_cleanly_as_granian_does(app):
+    """Item 8, left: granian ends a chunked answer whose iterator raised with its last chunk.
+
+    The client cannot tell it from a complete answer; the error text is no longer in it.
+    """
+    raw = exchange(app.port, get('/extras/fails_midway'))
+    assert raw.startswith(b'HTTP/1.1 200')
+    assert raw.endswith(b'first chunk \r\n0\r\n\r\n<OPEN>')
+    assert b'Unrecoverable' not in raw
+
+
+def test_an_encoded_slash_is_a_slash_before_dispatch_as_granian_does(app):
+    """Item 10, left: granian decodes %2F in the path; cheroot keeps it inside the segment."""
+    assert body_of(app, '/extras/a%2Fb') == (200, repr(('a', 'b')))
+
+
+def test_a_custom_reason_phrase_is_replaced_as_granian_does(app):
+    """Item 10, left: granian sends the status code's standard phrase."""
+    raw = exchange(app.port, get('/extras/reason'))
+    assert raw.startswith(b'HTTP/1.1 200 OK\r\n')
+
+
+def test_connects_authority_form_reaches_the_root_as_granian_does(app):
+    """Item 10, left: CONNECT host:port is dispatched to / (405 from the page's allow tool)."""
+    raw = exchange(app.port, b'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n')
+    assert raw.startswith(b'HTTP/1.1 405')
+
+
+def guarded(app, method='GET'):
+    """Call the guard around WSGI `app` in this process; return (status, headers, body)."""
+    guard = serving.guard.Guard(app, serving.health.draining)
+    started = []
+    environ = {'HTTP_HOST': 'x', 'SERVER_PROTOCOL': 'HTTP/1.1', 'PATH_INFO': '/',
+               'REQUEST_METHOD': method, 'wsgi.input': io.BytesIO()}
+    answer = guard(environ, lambda status, headers, exc_info=None: started.append(
+        (status, headers)))
+    body = b''.join(answer)
+    return started[-1][0], dict(started[-1][1]), body
+
+
+class Raising:
+    """An answer's iterator that raises on its first chunk and has no close()."""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise RuntimeError('before the first chunk')
+
+
+class Chunks:
+    """An answer's chunks, with a close() that notes it ran."""
+
+    def __init__(self, chunks):
+        self.chunks, self.closed = iter(chunks), False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.chunks)
+
+    def close(self):
+        """Note the close."""
+        self.closed = True
+
+
+@pytest.mark.parametrize('closable', [True, False])
+def test_a_body_that_disagrees_with_its_content_length_is_a_500(closable):
+    """Item 2: 4 bytes declared as 3 (a HEAD keeps its length): the project's 500, logged."""
+    def app(environ, start):
+        start('200 OK', [('Content-Length', '3')])
+        return Chunks([b'abcd']) if closable else iter([b'abcd'])
+
+    assert guarded(app)[0] == serving.request.SERVER_ERROR
+    head = guarded(lambda environ, start: start('200 OK', [('Content-Length', '3')]) or [],
+                   method='HEAD')
+    assert (head[0], head[2]) == ('200 OK', b'')
+
+
+def test_a_body_that_restarts_with_an_error_while_joined_is_a_500():
+    """Item 8: CherryPy's trap restarts the answer with exc_info while the guard joins it."""
+    def app(environ, start):
+        start('200 OK', [('Content-Length', '5')])
+
+        def chunks():
+            try:
+                raise RuntimeError('midway')
+            except RuntimeError:
+                start('500 Internal Server Error', [], sys.exc_info())
+            yield b'error'
+        return chunks()
+
+    assert guarded(app)[0] == serving.request.SERVER_ERROR
+
+
+@pytest.mark.parametrize('closable', [True, False])
+def test_a_stream_raising_before_its_first_chunk_is_a_500(closable):
+    """Item 8: an iterator that raises on its first chunk: the project's 500, closed."""
+    def chunks():
+        raise RuntimeError('before the first chunk')
+        yield b''  # a generator
+
+    answers = []
+
+    def app(environ, start):
+        start('200 OK', [])
+        answers.append(Chunks(chunks()) if closable else Raising())
+        return answers[0]
+
+    assert guarded(app)[0] == serving.request.SERVER_ERROR
+    assert getattr(answers[0], 'closed', True)
+
+
+def test_with_tracebacks_on_the_error_page_is_cherrypys_own():
+    """Tracebacks on (not production): CherryPy's page, its traceback and version included."""
+    cherrypy.config.update({'request.show_tracebacks': True})
+    try:
+        page = serving.request.error_page('404 Not Found', 'gone', 'Traceback: here', '18.10.0')
+    finally:
+        cherrypy.config.update({'request.show_tracebacks': False})
+    assert 'Traceback: here' in page
+    assert 'Powered by <a href="http://www.cherrypy.dev">CherryPy 18.10.0</a>' in page
+
+
+def test_repeated_parameters_survive_the_mend(app):
+    """Item 5: a repeated parameter with a bad byte keeps all its values, in order."""
+    assert body_of(app, '/extras/echo?name=a&name=%FF&name=c&b=%FF') == \
+        (200, repr((['a', '\ufffd', 'c'], '\ufffd')))
+
+
+def test_a_header_blanked_twice_is_logged_once(app):
+    """Item 7: the warning names a header once per worker, not once per request."""
+    for _ in range(2):
+        exchange(app.port, get('/extras/cookie', 'X-Name: José'.encode()))
+    wait_until(lambda: 'a X-Name header arrived empty' in app.stderr(), what='the warning')
+    assert app.stderr().count('a X-Name header arrived empty') == 1
