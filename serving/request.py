@@ -40,16 +40,27 @@ def error_page(status: str, message: str, traceback: str, version: str) -> str:
 SERVER_ERROR = '500 Internal Server Error'
 
 
+def check_request() -> None:
+    """Once dispatch knows the handler, before any body is read: static paths, then the body.
+
+    A hook of GuardedRequest's own, not a tool: a tool's setup costs every request.
+    """
+    static_only()
+    takes_body()
+
+
 class GuardedRequest(cherrypy._cprequest.Request):
     """CherryPy's request with the production error settings from the start.
 
     CherryPy reads headers (RFC 2047 words, cookies) before the app's config applies, and the
-    class defaults then show tracebacks on its own version-naming page. Its hooks (below) keep
-    static files to their folder and bodies unread where nothing takes one.
+    class defaults then show tracebacks on its own version-naming page. Its hooks keep static
+    files to their folder and bodies unread where nothing takes one (check_request).
     """
 
     show_tracebacks = False
     error_page = {'default': error_page}
+    hooks = cherrypy._cprequest.HookMap(cherrypy._cprequest.hookpoints)
+    hooks.attach('before_request_body', check_request, priority=10)
 
     def process_query_string(self) -> None:
         """Parse the query as CherryPy does; bytes invalid in its encoding become U+FFFD.
@@ -71,18 +82,3 @@ class GuardedRequest(cherrypy._cprequest.Request):
                         else [previous, value]
                 else:
                     self.params[name] = value
-
-
-def check_request() -> None:
-    """Once dispatch knows the handler, before any body is read: static paths, then the body.
-
-    A hook of GuardedRequest's own, not a tool: a tool's setup costs every request.
-    """
-    static_only()
-    takes_body()
-
-
-GuardedRequest.hooks = cherrypy._cprequest.HookMap(cherrypy._cprequest.hookpoints)
-
-
-GuardedRequest.hooks.attach('before_request_body', check_request, priority=10)
