@@ -51,12 +51,13 @@ PORT = int(os.environ.get('CHERRYPY_PORT', '54583'))
 THREADS = 20
 
 
-def serve_in_thread(app, host, port):
+def serve_in_thread(app, host, port, idle_timeout):
     """Serve WSGI `app` with granian's WSGI worker on host:port from a thread; return a stopper.
 
     The same worker, settings and callback (workers.wsgi_callback, through
     streaming.streaming_runner) as serving.workers.run_worker uses in a worker process:
-    hyper's HTTP/1 with the project's header buffer, a pool of THREADS threads.
+    hyper's HTTP/1 with the project's header buffer, a pool of THREADS threads, and
+    `idle_timeout` seconds as KEEPALIVE_TIMEOUT.
     """
     sock = ListenerSpec(host, port, 128)
     stop, stopped = WorkerSignal(), threading.Event()
@@ -67,7 +68,7 @@ def serve_in_thread(app, host, port):
         loop = loops.get('auto')
         worker = WSGIWorker(
             1, (sock, None), None, 1, 512, THREADS, 30, 128, HTTPModes.http1,
-            HTTP1Settings(header_read_timeout=75_000,
+            HTTP1Settings(header_read_timeout=int(idle_timeout * 1000),
                           max_buffer_size=serving.supervisor.HEADER_BUFFER),
             None, None, False, None, None, None, 'tls1.3', None, [], False, (None, None))
         callback = serving.streaming.streaming_runner(serving.workers.wsgi_callback(app))
@@ -121,6 +122,7 @@ class StackHTTPServer:
 
     ready = False
     socket = None
+    timeout = None  # seconds an idle connection stays open; a test reads it as cheroot's
     wsgi_app = None  # set by CherryPy's supervisor; the tree is served whatever it holds
 
     def __init__(self, bind_addr):
@@ -148,7 +150,11 @@ class StackHTTPServer:
             with socket.create_server((host, 0)) as probe:
                 port = probe.getsockname()[1]
             self.socket = Bound((host, port))
-        self.halt = serve_in_thread(guard, host, port)
+        # The suite's tests wait for CherryPy's `server.socket_timeout` (10 s unless a test
+        # sets it) to end an idle connection, as cheroot does: the operator's KEEPALIVE_TIMEOUT
+        # here. The project's own default is 75 s, above a load balancer's idle timeout.
+        self.timeout = cherrypy.server.socket_timeout
+        self.halt = serve_in_thread(guard, host, port, self.timeout)
         self.ready = True
         self.stopped.wait()
 
