@@ -75,7 +75,9 @@ class Utf8Handler:
             return body
         # Encoded, the length differs from the handler's count of characters: CherryPy's
         # encode tool drops a handler's Content-Length too, and finalize() counts the bytes.
-        headers.pop('Content-Length', None)
+        # A stream keeps its own, as with that tool: nothing could count it before it is sent.
+        if not cherrypy.serving.response.stream:
+            headers.pop('Content-Length', None)
         if isinstance(body, str):
             return body.encode('utf-8')
         return (chunk.encode('utf-8') if isinstance(chunk, str) else chunk for chunk in body)

@@ -98,6 +98,13 @@ class Extras:
         raise RuntimeError('failed midway')
 
     @cherrypy.expose
+    @cherrypy.config(**{'response.stream': True})
+    def counted(self, text='0123456789'):
+        """Stream `text` under a Content-Length of 10, the handler's own."""
+        cherrypy.response.headers['Content-Length'] = 10
+        return iter(text)
+
+    @cherrypy.expose
     def reason(self):
         """Answer with a reason phrase of the app's own."""
         cherrypy.response.status = '200 Everything Fine'

@@ -51,14 +51,15 @@ PORT = int(os.environ.get('CHERRYPY_PORT', '54583'))
 THREADS = 20
 
 
-def serve_in_thread(app, host, port, idle_timeout):
+def serve_in_thread(app, host, port, idle_timeout=None):
     """Serve WSGI `app` with granian's WSGI worker on host:port from a thread; return a stopper.
 
     The same worker, settings and callback (workers.wsgi_callback, through
     streaming.streaming_runner) as serving.workers.run_worker uses in a worker process:
     hyper's HTTP/1 with the project's header buffer, a pool of THREADS threads, and
-    `idle_timeout` seconds as KEEPALIVE_TIMEOUT.
+    `idle_timeout` seconds as KEEPALIVE_TIMEOUT (the project's default unless given).
     """
+    idle = serving.settings.Settings().keepalive_timeout if idle_timeout is None else idle_timeout
     sock = ListenerSpec(host, port, 128)
     stop, stopped = WorkerSignal(), threading.Event()
     stop.add_cb(stopped.set)
@@ -68,7 +69,7 @@ def serve_in_thread(app, host, port, idle_timeout):
         loop = loops.get('auto')
         worker = WSGIWorker(
             1, (sock, None), None, 1, 512, THREADS, 30, 128, HTTPModes.http1,
-            HTTP1Settings(header_read_timeout=int(idle_timeout * 1000),
+            HTTP1Settings(header_read_timeout=int(idle * 1000),
                           max_buffer_size=serving.supervisor.HEADER_BUFFER),
             None, None, False, None, None, None, 'tls1.3', None, [], False, (None, None))
         callback = serving.streaming.streaming_runner(serving.workers.wsgi_callback(app))

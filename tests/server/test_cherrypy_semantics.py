@@ -58,6 +58,25 @@ def test_a_handlers_wrong_content_length_never_frames_the_connection(app):
     assert (second.status, second.body) == (200, b'Yay')
 
 
+def test_a_streamed_answer_keeps_its_handlers_content_length(app):
+    """A stream with its own Content-Length goes out under it, as the encode tool leaves it."""
+    raw = exchange(app.port, get('/extras/counted') + get('/healthcheck'))
+    head, _, rest = raw.partition(CRLF * 2)
+    assert head.startswith(b'HTTP/1.1 200')
+    assert b'content-length: 10' in head.lower()
+    assert b'transfer-encoding' not in head.lower()
+    # The next answer on the connection starts right after the ten bytes.
+    assert rest.startswith(b'0123456789HTTP/1.1 200')
+
+
+def test_a_stream_past_its_own_content_length_never_frames_the_connection_wrong(app):
+    """Longer than it declares: cut at the length; shorter: the connection closes short."""
+    raw = exchange(app.port, get('/extras/counted?text=0123456789ab') + get('/healthcheck'))
+    assert raw.partition(CRLF * 2)[2].startswith(b'0123456789HTTP/1.1 200')
+    raw = exchange(app.port, get('/extras/counted?text=01234567') + get('/healthcheck'))
+    assert raw.endswith(CRLF * 2 + b'01234567')
+
+
 def test_an_http_errors_message_is_on_the_page_escaped_with_a_charset(app):
     """Item 3: HTTPError(403, message) shows the message; the page names its charset."""
     status, headers, body = request(app.port, 'GET', '/extras/forbidden')
