@@ -69,7 +69,9 @@ class Utf8Handler:
             return body
         headers = cherrypy.serving.response.headers
         content_type = dict.get(headers, 'Content-Type', '')
-        if 'charset' not in content_type and content_type.startswith(('text/', 'application/')):
+        # Only text/* names a charset, as with CherryPy's encode tool: application/json has no
+        # such parameter (RFC 8259), and an app's own type is left as it set it.
+        if 'charset' not in content_type and content_type.startswith('text/'):
             headers['Content-Type'] = f'{content_type}; charset=utf-8'
         if body is None:
             return body

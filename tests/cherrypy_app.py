@@ -105,6 +105,12 @@ class Extras:
         return iter(text)
 
     @cherrypy.expose
+    def typed(self):
+        """Answer str JSON under the type the handler sets."""
+        cherrypy.response.headers['Content-Type'] = 'application/json'
+        return '{"name": "café"}'
+
+    @cherrypy.expose
     def reason(self):
         """Answer with a reason phrase of the app's own."""
         cherrypy.response.status = '200 Everything Fine'

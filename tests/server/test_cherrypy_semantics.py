@@ -74,7 +74,17 @@ def test_a_stream_past_its_own_content_length_never_frames_the_connection_wrong(
     raw = exchange(app.port, get('/extras/counted?text=0123456789ab') + get('/healthcheck'))
     assert raw.partition(CRLF * 2)[2].startswith(b'0123456789HTTP/1.1 200')
     raw = exchange(app.port, get('/extras/counted?text=01234567') + get('/healthcheck'))
-    assert raw.endswith(CRLF * 2 + b'01234567')
+    head, _, rest = raw.partition(CRLF * 2)
+    # Closed, with no second answer; hyper may drop what it had not written yet.
+    assert head.startswith(b'HTTP/1.1 200')
+    assert b'01234567'.startswith(rest)
+
+
+def test_a_str_answer_of_a_non_text_type_is_utf_8_under_the_type_as_set(app):
+    """Only text/* gets `; charset=`, as with CherryPy's encode tool; the str is UTF-8."""
+    status, headers, body = request(app.port, 'GET', '/extras/typed')
+    assert (status, headers['Content-Type']) == (200, 'application/json')
+    assert body == '{"name": "café"}'.encode()
 
 
 def test_an_http_errors_message_is_on_the_page_escaped_with_a_charset(app):
