@@ -126,6 +126,10 @@ class Guard:
 
     def answer(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Refuse the request, or mend it and pass it to the app; return the body."""
+        # 'HTTP/1' is granian's name for HTTP/1.0 (tidy() mends it for CherryPy).
+        if environ.get('SERVER_PROTOCOL') == 'HTTP/1' \
+                and environ.get('HTTP_CONNECTION', '').lower() == 'keep-alive':
+            start_response = keeping_alive(start_response)
         refused = refusal(environ, self.max_body)
         if refused:
             environ[ROUTE] = 'refused'
@@ -243,6 +247,19 @@ class Guard:
         held.append(None)
         start_response(status, self.headers(headers), exc_info)
         return resumed(first, chunks, answer)
+
+
+def keeping_alive(start_response: StartResponse) -> StartResponse:
+    """Wrap `start_response` so an HTTP/1.0 keep-alive answer says `Connection: Keep-Alive`.
+
+    hyper keeps such a connection open and says so in lower case; cheroot spells it as
+    HTTP/1.0 clients (and CherryPy's own suite) expect. An answer that closes says so instead.
+    """
+    def start(status: str, headers: Headers, exc_info: 'OptExcInfo | None' = None) -> object:
+        if not any(name.lower() == 'connection' for name, _ in headers):
+            headers = [*headers, ('Connection', 'Keep-Alive')]
+        return start_response(status, headers, exc_info)
+    return cast(StartResponse, start)
 
 
 def _cut_short(page: bytes) -> Iterator[bytes]:

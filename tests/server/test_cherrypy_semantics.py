@@ -87,6 +87,26 @@ def test_a_str_answer_of_a_non_text_type_is_utf_8_under_the_type_as_set(app):
     assert body == '{"name": "café"}'.encode()
 
 
+def test_an_http_1_0_keep_alive_answer_says_keep_alive_as_cheroot_spells_it(app):
+    """An HTTP/1.0 client asking keep-alive gets `Connection: Keep-Alive` and an open line."""
+    ask = b'GET /healthcheck HTTP/1.0\r\nHost: localhost\r\nConnection: Keep-Alive\r\n\r\n'
+    with connect(app.port) as sock:
+        for _ in range(2):  # the second on the same connection
+            sock.sendall(ask)
+            answer = read_response(sock)
+            assert (answer.status, answer.headers['connection'], answer.body) == \
+                (200, 'Keep-Alive', b'Yay')
+    # A refusal closes, and says only that.
+    raw = exchange(app.port, ask.replace(b'\r\n\r\n', b'\r\nContent-Length: 99999999\r\n\r\n'))
+    assert raw.startswith(b'HTTP/1.0 413')
+    assert raw.lower().count(b'connection:') == 1
+    assert b'connection: close' in raw.lower()
+    # Without asking, the HTTP/1.0 answer names no Connection, and the server closes.
+    raw = exchange(app.port, b'GET /healthcheck HTTP/1.0\r\nHost: localhost\r\n\r\n')
+    assert b'onnection' not in raw
+    assert raw.endswith(b'Yay')
+
+
 def test_an_http_errors_message_is_on_the_page_escaped_with_a_charset(app):
     """Item 3: HTTPError(403, message) shows the message; the page names its charset."""
     status, headers, body = request(app.port, 'GET', '/extras/forbidden')
