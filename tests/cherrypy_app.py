@@ -72,6 +72,11 @@ class Extras:
         return repr((sorted(request.wsgi_environ), request.headers.get('Proxy')))
 
     @cherrypy.expose
+    def header(self, name):
+        """Return request header `name` as CherryPy received it."""
+        return repr(cherrypy.request.headers.get(name))
+
+    @cherrypy.expose
     def cookie(self):
         """Return the Cookie header as CherryPy received it."""
         return repr(cherrypy.request.headers.get('Cookie'))

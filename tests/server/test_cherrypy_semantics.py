@@ -244,6 +244,68 @@ def test_connects_authority_form_reaches_the_root_as_granian_does(app):
     assert raw.startswith(b'HTTP/1.1 405')
 
 
+def test_a_repeated_header_is_joined_with_a_bare_comma_as_granian_does(app):
+    """granian joins a repeated request header with ',' (cheroot with ', '): the same list."""
+    raw = exchange(app.port, get('/extras/header?name=Accept-Charset',
+                                 b'Accept-Charset: iso-8859-5', b'Accept-Charset: utf-8;q=0.8'))
+    assert raw.partition(CRLF * 2)[2].startswith(b"'iso-8859-5,utf-8;q=0.8'")
+
+
+def test_100_continue_goes_out_only_once_the_app_reads_the_body_as_granian_does(app):
+    """hyper sends `100 Continue` when the body is first read; an answer before that skips it.
+
+    RFC 9110 §10.1.1 lets a server answer without it: the client then need not send the body.
+    cheroot sends it as soon as it reads the request's head.
+    """
+    def ask(path):
+        return (f'POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n'
+                'Content-Length: 5\r\nExpect: 100-continue\r\n\r\n').encode()
+
+    with connect(app.port) as sock:
+        sock.sendall(ask('/extras/forbidden'))
+        assert sock.recv(65536).startswith(b'HTTP/1.1 403')
+    with connect(app.port) as sock:
+        sock.sendall(ask('/extras/upload'))
+        assert sock.recv(65536) == b'HTTP/1.1 100 Continue\r\n\r\n'
+        sock.sendall(b'hello')
+        answer = read_response(sock)
+    assert (answer.status, answer.body) == (200, b'5')
+
+
+@pytest.mark.parametrize('raw', [
+    b'GET /static/\x00 HTTP/1.1\r\nHost: localhost\r\n\r\n',  # test_null_bytes
+    b'geT /\r\n\r\n',  # test_malformed_request_line
+    b'GET / HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n',  # test_malformed_header
+    b'\x01\x02 garbage\r\n\r\n',  # test_garbage_in
+    b'GET no/leading/slash HTTP/1.1\r\nHost: localhost\r\n\r\n',  # testParamErrors
+], ids=['NUL in the target', 'no version', 'no colon', 'garbage', 'no slash'])
+def test_what_hyper_cannot_parse_gets_an_empty_400_as_granian_does(app, raw):
+    """hyper answers 400 with no body and closes; CherryPy's own text never runs."""
+    answer = exchange(app.port, raw)
+    head, _, body = answer.partition(CRLF * 2)
+    assert head.startswith(b'HTTP/1.1 400')
+    assert b'content-length: 0' in head
+    assert body == b''
+
+
+def test_a_fragment_in_the_target_is_dropped_as_granian_does(app):
+    """hyper drops a `#fragment` a client should not send; cheroot answers 400."""
+    assert exchange(app.port, get('/healthcheck#fragment')).startswith(b'HTTP/1.1 200')
+
+
+def test_header_names_go_out_in_lower_case_as_granian_does(app):
+    """hyper writes every answer's header names in lower case (names are case-insensitive)."""
+    head = exchange(app.port, get('/healthcheck')).partition(CRLF * 2)[0]
+    assert b'\r\ncontent-type: ' in head
+    assert b'Content-Type' not in head
+
+
+def test_bare_lf_line_ends_are_read_as_granian_does(app):
+    """hyper reads a request whose lines end in LF alone (RFC 9112 §2.2 allows it)."""
+    answer = exchange(app.port, b'GET /healthcheck HTTP/1.1\nHost: localhost\n\n')
+    assert answer.startswith(b'HTTP/1.1 200')
+
+
 def guarded(app, method='GET'):
     """Call the guard around WSGI `app` in this process; return (status, headers, body)."""
     guard = serving.guard.Guard(app, serving.health.draining)
