@@ -75,9 +75,8 @@ def test_a_stream_past_its_own_content_length_never_frames_the_connection_wrong(
     assert raw.partition(CRLF * 2)[2].startswith(b'0123456789HTTP/1.1 200')
     raw = exchange(app.port, get('/extras/counted?text=01234567') + get('/healthcheck'))
     head, _, rest = raw.partition(CRLF * 2)
-    # Closed, with no second answer; hyper may drop what it had not written yet.
-    assert head.startswith(b'HTTP/1.1 200')
-    assert b'01234567'.startswith(rest)
+    # Closed, with no second answer; hyper may drop what it had not written yet, head included.
+    assert raw == b'' or head.startswith(b'HTTP/1.1 200') and b'01234567'.startswith(rest)
 
 
 def test_a_str_answer_of_a_non_text_type_is_utf_8_under_the_type_as_set(app):
@@ -245,14 +244,14 @@ def test_connects_authority_form_reaches_the_root_as_granian_does(app):
 
 
 def test_a_repeated_header_is_joined_with_a_bare_comma_as_granian_does(app):
-    """granian joins a repeated request header with ',' (cheroot with ', '): the same list."""
+    """A repeated request header arrives joined by granian with ',' (cheroot's is ', ')."""
     raw = exchange(app.port, get('/extras/header?name=Accept-Charset',
                                  b'Accept-Charset: iso-8859-5', b'Accept-Charset: utf-8;q=0.8'))
     assert raw.partition(CRLF * 2)[2].startswith(b"'iso-8859-5,utf-8;q=0.8'")
 
 
 def test_100_continue_goes_out_only_once_the_app_reads_the_body_as_granian_does(app):
-    """hyper sends `100 Continue` when the body is first read; an answer before that skips it.
+    """`100 Continue` goes out once the app reads the body (hyper); an answer before skips it.
 
     RFC 9110 §10.1.1 lets a server answer without it: the client then need not send the body.
     cheroot sends it as soon as it reads the request's head.
@@ -280,7 +279,7 @@ def test_100_continue_goes_out_only_once_the_app_reads_the_body_as_granian_does(
     b'GET no/leading/slash HTTP/1.1\r\nHost: localhost\r\n\r\n',  # testParamErrors
 ], ids=['NUL in the target', 'no version', 'no colon', 'garbage', 'no slash'])
 def test_what_hyper_cannot_parse_gets_an_empty_400_as_granian_does(app, raw):
-    """hyper answers 400 with no body and closes; CherryPy's own text never runs."""
+    """A request hyper cannot parse gets 400, no body and a close; CherryPy's text never runs."""
     answer = exchange(app.port, raw)
     head, _, body = answer.partition(CRLF * 2)
     assert head.startswith(b'HTTP/1.1 400')
@@ -289,19 +288,19 @@ def test_what_hyper_cannot_parse_gets_an_empty_400_as_granian_does(app, raw):
 
 
 def test_a_fragment_in_the_target_is_dropped_as_granian_does(app):
-    """hyper drops a `#fragment` a client should not send; cheroot answers 400."""
+    """A `#fragment` a client should not send is dropped by hyper; cheroot answers 400."""
     assert exchange(app.port, get('/healthcheck#fragment')).startswith(b'HTTP/1.1 200')
 
 
 def test_header_names_go_out_in_lower_case_as_granian_does(app):
-    """hyper writes every answer's header names in lower case (names are case-insensitive)."""
+    """Header names go out in lower case, as hyper writes them (names are case-insensitive)."""
     head = exchange(app.port, get('/healthcheck')).partition(CRLF * 2)[0]
     assert b'\r\ncontent-type: ' in head
     assert b'Content-Type' not in head
 
 
 def test_bare_lf_line_ends_are_read_as_granian_does(app):
-    """hyper reads a request whose lines end in LF alone (RFC 9112 §2.2 allows it)."""
+    """A request whose lines end in LF alone is read by hyper (RFC 9112 §2.2 allows it)."""
     answer = exchange(app.port, b'GET /healthcheck HTTP/1.1\nHost: localhost\n\n')
     assert answer.startswith(b'HTTP/1.1 200')
 
