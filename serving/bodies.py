@@ -19,10 +19,13 @@ _BOUNDARY = re.compile(r'boundary="?([^";,\s]+)', re.IGNORECASE)
 MAX_BODY = 64 * 1024
 
 
-def max_body() -> int:
-    """Return the body cap: the seed's server.max_request_body_size, else MAX_BODY."""
+def max_body() -> int | None:
+    """Return the body cap: the seed's server.max_request_body_size, else MAX_BODY.
+
+    0 is CherryPy's "no limit": None here, as the guard and `request.body.maxbytes` take it.
+    """
     cap: int = cherrypy.config.get('server.max_request_body_size', MAX_BODY)
-    return cap
+    return cap or None
 
 
 class BodyTimeout(Exception):

@@ -83,7 +83,7 @@ def configure(environ: Mapping[str, str]) -> Settings:
         'tools.encode.on': False,
         'tools.handler.on': True,
         # 0 is CherryPy's "no limit", which request.body.maxbytes spells None.
-        'request.body.maxbytes': max_body() or None,
+        'request.body.maxbytes': max_body(),
     })
     # granian serves the app; CherryPy's own HTTP server (cheroot) stays off.
     cherrypy.server.unsubscribe()
@@ -107,7 +107,7 @@ def mount(root: object, config_path: str, settings: Settings,
     app.merge(config_path)
     app.request_class = GuardedRequest
     # At most half the pool waits for request bodies at once.
-    return Guard(cherrypy.tree, draining, headers, max_body() or None, settings.body_timeout,
+    return Guard(cherrypy.tree, draining, headers, max_body(), settings.body_timeout,
                  max(1, settings.threads // 2))
 
 
