@@ -42,6 +42,8 @@ class Landing:
     @cherrypy.tools.allow(methods=('GET', 'HEAD'))
     def index(self) -> str:
         """Return the landing page."""
+        # Caches ask again each time, so an edit to the page shows at once.
+        cherrypy.response.headers['Cache-Control'] = 'no-cache'
         return PAGE
 
 

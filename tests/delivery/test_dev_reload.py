@@ -141,10 +141,10 @@ def test_a_mended_save_serves_again_within_a_second(dev_app):
 def test_an_edit_to_prod_conf_is_live(dev_app):
     """Change a cache header in prod.conf: the logo's answers carry the new one."""
     app, served = dev_app
-    edit(app / 'prod.conf', 'public, max-age=3600")]\n\n[/favicon.ico]',
-         'public, max-age=60")]\n\n[/favicon.ico]')
+    edit(app / 'prod.conf', 'max-age=3600")]\n\n[/favicon.ico]',
+         'max-age=60")]\n\n[/favicon.ico]')
     wait_until(lambda: request(served.port, 'GET', '/logo.png')[1]['Cache-Control']
-               == 'public, max-age=60', deadline=LIVE_DEADLINE, what='the new Cache-Control')
+               == 'max-age=60', deadline=LIVE_DEADLINE, what='the new Cache-Control')
 
 
 def test_an_edit_to_the_health_check_is_live(dev_app):

@@ -48,7 +48,7 @@ def test_a_big_file_comes_whole_with_every_header_of_a_static_file(big):
     assert int(headers['Content-Length']) == BIG
     assert body == content
     assert headers['Last-Modified']
-    assert headers['Cache-Control'] == 'public, max-age=3600'
+    assert headers['Cache-Control'] == 'max-age=3600'
     for name, value in OUR_HEADERS:
         assert headers[name] == value
 
