@@ -12,6 +12,7 @@ import cherrypy
 
 from serving import metrics
 from serving.bodies import MAX_BODY, DeadlineInput
+from serving.compression import compressed, not_modified
 from serving.metrics import RequestMetrics
 from serving.refusals import refusal, tidy
 from serving.request import SERVER_ERROR, error_page, tracebacks_on
@@ -164,7 +165,7 @@ class Guard:
             if hasattr(answer, 'close'):
                 answer.close()
             return self.cut_off(start_response)
-        return self.forward(answer, held, start_response, environ.get('REQUEST_METHOD', 'GET'))
+        return self.forward(answer, held, start_response, environ)
 
     def cut_off(self, start_response: StartResponse) -> Iterator[bytes]:
         """Answer 408 to a request whose body read is still pending, and drop the connection.
@@ -181,8 +182,11 @@ class Guard:
         return _cut_short(page)
 
     def forward(self, answer: Iterable[bytes], held: list[Held], start_response: StartResponse,
-                method: str = 'GET') -> Iterable[bytes]:
-        """Send the app's answer on: a 500 as the project's page, small ones in one piece."""
+                environ: WSGIEnvironment) -> Iterable[bytes]:
+        """Send the app's answer on: a 500 as the project's page, small ones in one piece.
+
+        A small text answer goes gzipped to a client that accepts it (compression.py).
+        """
         if not held:
             held.append(None)
             return answer
@@ -194,6 +198,9 @@ class Guard:
             if hasattr(answer, 'close'):
                 answer.close()
             return self.page(start_response, status, close=status.startswith('408'))
+        if status.startswith('304'):
+            headers = not_modified(environ, headers)
+            held[-1] = (status, headers, exc_info)
         length = next((v for n, v in headers if n.lower() == 'content-length'), None)
         if length is None or not length.isdigit() or cherrypy.serving.response.stream:
             # A handler's own stream: its code runs in this thread.
@@ -218,12 +225,13 @@ class Guard:
                 answer.close()
         if len(held) > started:  # the body failed: CherryPy started again, with exc_info
             return self.page(start_response, SERVER_ERROR)
-        if len(body) != int(length) and method != 'HEAD':
+        if len(body) != int(length) and environ.get('REQUEST_METHOD') != 'HEAD':
             # A Content-Length that is wrong would frame the connection wrong: the next answer
             # on it would start inside this one. cheroot answers 500 as well.
             cherrypy.log(f'the answer declares Content-Length {length} for {len(body)} bytes',
                          'GUARD', severity=logging.ERROR)
             return self.page(start_response, SERVER_ERROR)
+        headers, body = compressed(environ, status, headers, body)
         start_response(status, self.headers(headers), exc_info)
         return [body]
 
