@@ -155,7 +155,8 @@ def test_a_sized_answer_failing_midway_is_cut_short():
         return chunks()
 
     port = free_port()
-    halt = serve_in_thread(serving.guard.Guard(app, serving.health.draining), '127.0.0.1', port)
+    halt = serve_in_thread(serving.guard.Guard(app, serving.health.draining), '127.0.0.1', port,
+                           idle_timeout=10)
     try:
         raw = exchange(port, get('/'))
     finally:
