@@ -109,7 +109,25 @@ class Extras:
         return repr(segments)
 
 
+def check_login(username, password):
+    """Accept one user (session_auth's check): None, or why not."""
+    return None if (username, password) == ('ann', 'secret') else 'Wrong login or password'
+
+
+class Members:
+    """Pages behind CherryPy's session_auth tool, which answers /do_login itself."""
+
+    _cp_config = {'tools.sessions.on': True, 'tools.session_auth.on': True,
+                  'tools.session_auth.check_username_and_password': check_login}
+
+    @cherrypy.expose
+    def index(self):
+        """Greet the user logged in."""
+        return f'Hi {cherrypy.request.login}'
+
+
 landing.Landing.extras = Extras()
+landing.Landing.members = Members()
 cherrypy.tree.graft(legacy, '/legacy')
 if os.environ.get('NO_BODY_CAP') == '1':
     cherrypy.config.update({'server.max_request_body_size': 0})

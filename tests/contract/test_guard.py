@@ -662,9 +662,16 @@ def test_a_configured_static_file_that_is_a_symlink_out_is_404(tmp_path):
     ({'staticdir': {'on': True}}, lambda: None, False),
     ({'staticfile': {'on': True}}, lambda: None, False),
     ({'staticdir': {'on': False}}, lambda: None, True),
+    ({'session_auth': {'on': True}}, cherrypy.NotFound(), True),
+    ({'session_auth': {'on': False}}, cherrypy.NotFound(), False),
+    ({'trailing_slash': {'on': True}}, cherrypy.NotFound(), False),
+    ({'session_auth': {'on': True}, 'staticdir': {'on': True}}, lambda: None, False),
 ])
 def test_a_body_is_read_only_where_a_handler_can_take_it(toolmap, handler, read):
-    """No handler (404) or a static file: CherryPy is told not to read the body."""
+    """No handler (404) or a static file: CherryPy is told not to read the body.
+
+    Unless a tool that may answer in the handler's place is on (session_auth's do_login).
+    """
     request = cherrypy._cprequest.Request(None, None)
     request.toolmaps = {'tools': toolmap}
     request.handler = handler

@@ -68,6 +68,29 @@ def test_an_http_errors_message_is_on_the_page_escaped_with_a_charset(app):
     assert b'CherryPy' not in body
 
 
+def test_session_auths_own_login_path_reads_the_form(app):
+    """session_auth answers /do_login, where dispatch finds no handler: the form is read.
+
+    (CherryPy's testSessionAuthenticate.) Right credentials redirect to the page asked for;
+    wrong ones get the form again, saying why.
+    """
+    form = {'Content-Type': 'application/x-www-form-urlencoded'}
+    status, headers, _ = request(app.port, 'POST', '/members/do_login', headers=form,
+                                 body='username=ann&password=secret&from_page=/members/')
+    assert status == 303
+    assert headers['Location'].endswith('/members/')
+    status, _, body = request(app.port, 'POST', '/members/do_login', headers=form,
+                              body='username=ann&password=guess&from_page=/members/')
+    assert status == 200
+    assert b'Wrong login or password' in body
+
+
+def test_a_post_to_a_missing_page_beside_session_auth_still_gets_404(app):
+    """With session_auth on (testSessionAuthenticate), a path nothing answers is still 404."""
+    form = {'Content-Type': 'application/x-www-form-urlencoded'}
+    assert request(app.port, 'POST', '/nowhere', headers=form, body='a=b')[0] == 404
+
+
 def test_max_request_body_size_0_means_no_limit(start_server):
     """Item 4: CherryPy's `server.max_request_body_size: 0` takes bodies of any size."""
     served = start_server(env={'NO_BODY_CAP': '1'}, script=APP).wait_ready()
