@@ -469,7 +469,7 @@ def test_an_undecodable_header_gets_400_with_our_page_not_a_traceback(in_process
     status, headers, body = in_process('GET', path, {'User-Agent': '=?x?q?a?='})
     assert status == 400
     assert set(headers) >= SECURITY_HEADERS
-    assert body == serving.request.error_page('400 Bad Request', '', '', '').encode()
+    assert body == serving.request.short_page('400 Bad Request').encode()
 
 
 @pytest.mark.parametrize('cookie', ['[a=b', 'a="\\x'])
@@ -502,7 +502,7 @@ def test_whatever_the_app_raises_the_client_gets_our_500_page(error):
 
     status, headers, body = guard_over(app)()
     assert status == serving.request.SERVER_ERROR
-    assert body == serving.request.error_page(serving.request.SERVER_ERROR, '', '', '').encode()
+    assert body == serving.request.short_page(serving.request.SERVER_ERROR).encode()
     assert set(headers) >= SECURITY_HEADERS
 
 
@@ -520,7 +520,7 @@ def test_a_500_the_app_writes_itself_becomes_our_page():
 
     status, headers, body = guard_over(app)()
     assert (status, closed) == (serving.request.SERVER_ERROR, [True])
-    assert body == serving.request.error_page(serving.request.SERVER_ERROR, '', '', '').encode()
+    assert body == serving.request.short_page(serving.request.SERVER_ERROR).encode()
     assert headers['Content-Type'] == 'text/html; charset=utf-8'
 
 
