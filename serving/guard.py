@@ -15,7 +15,7 @@ from serving.bodies import MAX_BODY, DeadlineInput
 from serving.compression import compressed, not_modified
 from serving.metrics import RequestMetrics
 from serving.refusals import refusal, tidy
-from serving.request import SERVER_ERROR, error_page, tracebacks_on
+from serving.request import SERVER_ERROR, cherrypy_pages, short_page, shown_message
 from serving.streaming import Streamed, resumed
 
 if TYPE_CHECKING:
@@ -112,9 +112,9 @@ class Guard:
                                   environ.get(ROUTE, 'error'), status)
 
     def page(self, start_response: StartResponse, status: str, close: bool = True,
-             exc_info: 'OptExcInfo | None' = None) -> list[bytes]:
-        """Answer with the project's page for `status`; return the body."""
-        body = error_page(status, '', '', '').encode()
+             exc_info: 'OptExcInfo | None' = None, message: str = '') -> list[bytes]:
+        """Answer with the project's page for `status` (`message`: HTML); return the body."""
+        body = short_page(status, message).encode()
         headers = [('Content-Type', 'text/html; charset=utf-8'),
                    ('Content-Length', str(len(body)))]
         if close:
@@ -175,7 +175,7 @@ class Guard:
         Content-Length makes hyper drop the connection, which ends the read at once.
         """
         status = '408 Request Timeout'
-        page = error_page(status, '', '', '').encode()
+        page = short_page(status).encode()
         start_response(status, self.headers([
             ('Content-Type', 'text/html; charset=utf-8'),
             ('Content-Length', str(len(page) + 1)), ('Connection', 'close')]))
@@ -192,12 +192,15 @@ class Guard:
             return answer
         # None is held only once an answer is passed on (above): this one is held.
         status, headers, exc_info = cast(Started, held[-1])
-        if status.startswith('408') or status.startswith('500') and not tracebacks_on():
-            # Whatever wrote it (CherryPy's bare error path included), the page is ours;
+        if status.startswith('408') or status.startswith('500') and not cherrypy_pages():
+            # Whatever wrote it (CherryPy's bare error path included), the page is ours, with
+            # the message CherryPy's error page showed (read before close() ends the request);
             # after a 408 the rest of the body is not read: the connection closes.
+            message = shown_message(status)
             if hasattr(answer, 'close'):
                 answer.close()
-            return self.page(start_response, status, close=status.startswith('408'))
+            return self.page(start_response, status, close=status.startswith('408'),
+                             message=message)
         if status.startswith('304'):
             headers = not_modified(environ, headers)
             held[-1] = (status, headers, exc_info)

@@ -1,4 +1,4 @@
-"""Text answers go gzipped to clients that accept it; nothing else changes (serving/compression.py)."""
+"""Text answers go gzipped to clients that accept it, nothing else changing (compression.py)."""
 import gzip
 
 import pytest
