@@ -6,6 +6,7 @@ of environment variables: what `Settings.from_environ` reads, and what the READM
 configuration table is checked against.
 """
 import dataclasses
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,6 +56,14 @@ class Settings:
     worker_timeout: int = 10
     # Seconds a handler that reads a body waits for all of it; a slower upload gets 408.
     body_timeout: int = 10
+    # HTTPS on PORT with this certificate chain and key (PEM files); both or neither.
+    tls_cert: str = ''
+    tls_key: str = ''
+
+    @property
+    def tls(self) -> bool:
+        """Tell whether the site is served over HTTPS."""
+        return bool(self.tls_cert)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str],
@@ -69,7 +78,22 @@ class Settings:
         settings = cls(**values)
         if settings.metrics_port == settings.port:
             raise ConfigError(f'METRICS_PORT must differ from PORT ({settings.port})')
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            raise ConfigError('TLS_CERT and TLS_KEY go together: set both, or neither')
+        if settings.tls:
+            check_tls(settings.tls_cert, settings.tls_key)
         return settings
+
+
+def check_tls(cert: str, key: str) -> None:
+    """Raise ConfigError unless `cert` and `key` are a PEM certificate chain and its key."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        reason = (error.reason if isinstance(error, ssl.SSLError) else error.strerror) \
+            or str(error)
+        raise ConfigError(f'TLS_CERT {cert!r} and TLS_KEY {key!r} are not a certificate '
+                          f'and its key: {reason}') from None
 
 
 # The seed's CherryPy keys (landing.py's cherrypy.config.update) and the settings they give.
@@ -88,6 +112,8 @@ class Variable:
     high: int = 0
     address: bool = False
     choices: tuple[str, ...] = ()
+    # A file the server reads (checked once all are read: check_tls).
+    path: bool = False
 
     def read(self, raw: str) -> str | int | bool:
         """Return the setting's value for `raw`, or raise ConfigError naming the variable."""
@@ -95,6 +121,10 @@ class Variable:
             if raw not in self.choices:
                 raise ConfigError(f"{self.name} must be one of {', '.join(self.choices)}, "
                                   f'got {raw!r}')
+            return raw
+        if self.path:
+            if not raw.strip():
+                raise ConfigError(f'{self.name} must name a file, got {raw!r}')
             return raw
         if self.address:
             host = raw.strip()
@@ -126,6 +156,8 @@ VARIABLES = (
     Variable('METRICS_HOST', 'metrics_host', address=True),
     Variable('WORKER_TIMEOUT', 'worker_timeout', 0, 3600),
     Variable('BODY_TIMEOUT', 'body_timeout', 1, 3600),
+    Variable('TLS_CERT', 'tls_cert', path=True),
+    Variable('TLS_KEY', 'tls_key', path=True),
 )
 # The most workers a server can have (the shared heartbeat table is sized for it).
 MAX_WORKERS = next(variable.high for variable in VARIABLES if variable.name == 'WORKERS')

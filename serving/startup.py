@@ -92,6 +92,11 @@ def configure(environ: Mapping[str, str]) -> Settings:
     return settings
 
 
+# The HSTS policy of a site served with TLS_CERT: a year, this host only (subdomains may
+# be other sites). landing.py's HEADERS may name its own.
+HSTS = 'max-age=31536000'
+
+
 def mount(root: object, config_path: str, settings: Settings,
           headers: Mapping[str, str] | None = None) -> Guard:
     """Mount `root` at / with the app config in `config_path`; return the WSGI app to serve.
@@ -100,6 +105,9 @@ def mount(root: object, config_path: str, settings: Settings,
     answer sets its own.
     """
     check_app_config(config_path)
+    if settings.tls:
+        # Browsers that reached the site over HTTPS keep to it for a year (RFC 6797).
+        headers = {'Strict-Transport-Security': HSTS, **(headers or {})}
     app_dir = os.path.dirname(os.path.abspath(config_path))
     # prod.conf names static files relative to the app folder, not the working directory.
     app = cherrypy.tree.mount(root, '', {'/': {

@@ -95,6 +95,11 @@ class Extras:
         return repr((sorted(request.wsgi_environ), request.headers.get('Proxy')))
 
     @cherrypy.expose
+    def base(self):
+        """Return the request's base URL as CherryPy sees it (scheme, host, port)."""
+        return cherrypy.request.base
+
+    @cherrypy.expose
     def header(self, name):
         """Return request header `name` as CherryPy received it."""
         return repr(cherrypy.request.headers.get(name))
