@@ -13,6 +13,7 @@ import cherrypy
 from serving import metrics
 from serving.bodies import MAX_BODY, DeadlineInput
 from serving.metrics import RequestMetrics
+from serving.proxies import Proxies
 from serving.refusals import refusal, tidy
 from serving.request import SERVER_ERROR, error_page, tracebacks_on
 from serving.streaming import Streamed, resumed
@@ -52,15 +53,18 @@ class Guard:
     Whatever the app raises (SystemExit and KeyboardInterrupt from a handler included) and
     whatever 500 it writes, the client gets the project's 500 page. With `metrics` (a
     metrics.RequestMetrics: each worker makes its own, see counting()) it also counts and
-    times every request, refusals included.
+    times every request, refusals included. With `proxies` (TRUSTED_PROXIES), a request from
+    one of them gets the client's address and scheme its forwarded headers name.
     """
 
     def __init__(self, app: App, draining: ctypes.c_byte,
                  policy: Mapping[str, str] | None = None,
                  max_body: int | None = MAX_BODY, body_timeout: float = 10,
                  body_waiters: int | None = None,
-                 metrics: RequestMetrics | None = None) -> None:
+                 metrics: RequestMetrics | None = None,
+                 proxies: Proxies | None = None) -> None:
         self.app = app
+        self.proxies = proxies
         self.draining = draining
         self.metrics = metrics
         self.body_waiters = body_waiters
@@ -75,7 +79,7 @@ class Guard:
     def counting(self, metrics: RequestMetrics) -> 'Guard':
         """Return a guard like this one that also counts into `metrics` (one per worker)."""
         return Guard(self.app, self.draining, dict(self.policy), self.max_body,
-                     self.body_timeout, self.body_waiters, metrics)
+                     self.body_timeout, self.body_waiters, metrics, self.proxies)
 
     def headers(self, headers: Headers) -> Headers:
         """Return `headers` with ours in place, and Connection: close when draining.
@@ -134,6 +138,10 @@ class Guard:
         if refused:
             environ[ROUTE] = 'refused'
             return self.page(start_response, refused[0])
+        if self.proxies is not None:
+            # Before CherryPy reads the environ: its request.remote, scheme and base, and so
+            # the access log, see the client.
+            self.proxies.mend(environ)
         tidy(environ)
         body = environ['wsgi.input'] = DeadlineInput(
             environ['wsgi.input'], self.max_body, self.body_timeout,

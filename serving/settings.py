@@ -11,6 +11,8 @@ from typing import Any
 
 import cherrypy
 
+from serving.proxies import Network, parse_networks
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value the server cannot run with."""
@@ -55,6 +57,11 @@ class Settings:
     worker_timeout: int = 10
     # Seconds a handler that reads a body waits for all of it; a slower upload gets 408.
     body_timeout: int = 10
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto (or Forwarded) name the client: none
+    # unless set, since anyone can send those headers (serving/proxies.py).
+    trusted_proxies: tuple[Network, ...] = ()
+    # The one header those peers name the client in: the one they write, never the other.
+    forwarded_header: str = 'x-forwarded-for'
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str],
@@ -83,13 +90,15 @@ class Variable:
 
     name: str
     field: str
-    # Whole numbers from low to high; an address to bind; or one of the choices.
+    # Whole numbers from low to high; an address to bind; addresses and CIDR ranges; or one
+    # of the choices.
     low: int = 0
     high: int = 0
     address: bool = False
+    networks: bool = False
     choices: tuple[str, ...] = ()
 
-    def read(self, raw: str) -> str | int | bool:
+    def read(self, raw: str) -> str | int | bool | tuple[Network, ...]:
         """Return the setting's value for `raw`, or raise ConfigError naming the variable."""
         if self.choices:
             if raw not in self.choices:
@@ -101,6 +110,12 @@ class Variable:
             if not host or not host.isascii() or any(c.isspace() for c in host):
                 raise ConfigError(f'{self.name} must be an address to bind, got {raw!r}')
             return host
+        if self.networks:
+            try:
+                return parse_networks(raw)
+            except ValueError as error:
+                raise ConfigError(f'{self.name} must be addresses and CIDR ranges separated '
+                                  f'by commas: {error}') from None
         # int() also takes '+8080', '3_4829', ' 80 ' and Arabic-Indic digits: none is a port.
         if not (raw.isascii() and raw.isdigit() and self.low <= int(raw) <= self.high):
             raise ConfigError(f'{self.name} must be a whole number from {self.low} to '
@@ -126,6 +141,8 @@ VARIABLES = (
     Variable('METRICS_HOST', 'metrics_host', address=True),
     Variable('WORKER_TIMEOUT', 'worker_timeout', 0, 3600),
     Variable('BODY_TIMEOUT', 'body_timeout', 1, 3600),
+    Variable('TRUSTED_PROXIES', 'trusted_proxies', networks=True),
+    Variable('FORWARDED_HEADER', 'forwarded_header', choices=('x-forwarded-for', 'forwarded')),
 )
 # The most workers a server can have (the shared heartbeat table is sized for it).
 MAX_WORKERS = next(variable.high for variable in VARIABLES if variable.name == 'WORKERS')
