@@ -16,7 +16,7 @@ string there as the client's address (garbage from behind a trusted proxy became
 and accepts anything in its trusted list as a literal name, so a typo there trusts nobody
 silently.
 """
-import dataclasses
+import functools
 import ipaddress
 import re
 from wsgiref.types import WSGIEnvironment
@@ -87,17 +87,25 @@ def _value(pattern: re.Pattern[str], element: str) -> str:
     return found.group(1).strip().strip('"') if found else ''
 
 
-@dataclasses.dataclass(frozen=True)
 class Proxies:
     """The trusted proxies, and the header they name the client in: mends a request's environ."""
 
-    networks: tuple[Network, ...]
-    # 'x-forwarded-for' (with X-Forwarded-Proto) or 'forwarded' (RFC 7239).
-    header: str = 'x-forwarded-for'
+    def __init__(self, networks: tuple[Network, ...], header: str = 'x-forwarded-for') -> None:
+        self.networks = networks
+        # 'x-forwarded-for' (with X-Forwarded-Proto) or 'forwarded' (RFC 7239).
+        self.header = header
+        # Each hop's text is parsed and looked up once: the peers are a few balancers, and
+        # clients come back. 4,096 entries of at most MAX_NODE characters: under 2 MB.
+        self.lookup = functools.lru_cache(maxsize=4096)(self._lookup)
 
     def trusts(self, address: Address) -> bool:
         """Tell whether `address` is one of the trusted proxies."""
         return any(address in network for network in self.networks)
+
+    def _lookup(self, node: str) -> tuple[str, bool] | None:
+        """Return (the address `node` names, written plainly; whether it is trusted), or None."""
+        address = address_of(node)
+        return None if address is None else (str(address), self.trusts(address))
 
     def hops(self, environ: WSGIEnvironment) -> list[tuple[str, str]]:
         """Return the forwarded hops as (node, scheme) pairs, the nearest last; MAX_HOPS at most.
@@ -125,18 +133,17 @@ class Proxies:
         the last address established, the peer itself at first. The scheme is the one the
         hop naming the client gives (the nearest hop's, if none does), if http or https.
         """
-        peer = address_of(environ.get('REMOTE_ADDR', ''))
-        if peer is None or not self.trusts(peer):
+        peer = self.lookup(environ.get('REMOTE_ADDR', ''))
+        if peer is None or not peer[1]:
             return
         hops = self.hops(environ)
         scheme = hops[-1][1]
         for node, proto in reversed(hops):
-            found = address_of(node)
+            found = self.lookup(node)
             if found is None:
                 break
-            environ['REMOTE_ADDR'] = str(found)
-            scheme = proto
-            if not self.trusts(found):
+            environ['REMOTE_ADDR'], scheme = found[0], proto
+            if not found[1]:
                 break
         scheme = scheme.lower()
         if scheme in SCHEMES:
