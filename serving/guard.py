@@ -14,6 +14,7 @@ from serving import metrics
 from serving.bodies import MAX_BODY, DeadlineInput
 from serving.metrics import RequestMetrics
 from serving.proxies import Proxies
+from serving.redirects import host_name, relative_location
 from serving.refusals import refusal, tidy
 from serving.request import SERVER_ERROR, error_page, tracebacks_on
 from serving.streaming import Streamed, resumed
@@ -54,7 +55,8 @@ class Guard:
     whatever 500 it writes, the client gets the project's 500 page. With `metrics` (a
     metrics.RequestMetrics: each worker makes its own, see counting()) it also counts and
     times every request, refusals included. With `proxies` (TRUSTED_PROXIES), a request from
-    one of them gets the client's address and scheme its forwarded headers name.
+    one of them gets the client's address and scheme its forwarded headers name. With
+    `allowed_hosts` (ALLOWED_HOSTS), a redirect for any other Host goes out relative.
     """
 
     def __init__(self, app: App, draining: ctypes.c_byte,
@@ -62,9 +64,11 @@ class Guard:
                  max_body: int | None = MAX_BODY, body_timeout: float = 10,
                  body_waiters: int | None = None,
                  metrics: RequestMetrics | None = None,
-                 proxies: Proxies | None = None) -> None:
+                 proxies: Proxies | None = None,
+                 allowed_hosts: frozenset[str] | None = None) -> None:
         self.app = app
         self.proxies = proxies
+        self.allowed_hosts = allowed_hosts
         self.draining = draining
         self.metrics = metrics
         self.body_waiters = body_waiters
@@ -79,7 +83,8 @@ class Guard:
     def counting(self, metrics: RequestMetrics) -> 'Guard':
         """Return a guard like this one that also counts into `metrics` (one per worker)."""
         return Guard(self.app, self.draining, dict(self.policy), self.max_body,
-                     self.body_timeout, self.body_waiters, metrics, self.proxies)
+                     self.body_timeout, self.body_waiters, metrics, self.proxies,
+                     self.allowed_hosts)
 
     def headers(self, headers: Headers) -> Headers:
         """Return `headers` with ours in place, and Connection: close when draining.
@@ -150,6 +155,10 @@ class Guard:
 
         def start(status: str, headers: Headers,
                   exc_info: 'OptExcInfo | None' = None) -> Callable[[bytes], object] | None:
+            if status[:1] == '3' and self.allowed_hosts is not None \
+                    and host_name(environ) not in self.allowed_hosts:
+                # CherryPy's redirects name the request's Host, which is not the site's.
+                headers = relative_location(headers, environ)
             if held and held[-1] is None:  # the answer is on its way: straight through
                 if exc_info is not None and exc_info[1] is not None:
                     # PEP 3333: the body failed after its start went out. Raised, granian

@@ -12,6 +12,7 @@ from typing import Any
 import cherrypy
 
 from serving.proxies import Network, parse_networks
+from serving.redirects import parse_hosts
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,10 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     # The one header those peers name the client in: the one they write, never the other.
     forwarded_header: str = 'x-forwarded-for'
+    # The site's own host names: a redirect for any other Host goes out relative, so a forged
+    # Host never reaches a Location (serving/redirects.py). None listed: CherryPy's absolute
+    # Location for every Host.
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str],
@@ -90,15 +95,18 @@ class Variable:
 
     name: str
     field: str
-    # Whole numbers from low to high; an address to bind; addresses and CIDR ranges; or one
-    # of the choices.
+    # Whole numbers from low to high; an address to bind; addresses and CIDR ranges; host
+    # names; or one of the choices.
     low: int = 0
     high: int = 0
     address: bool = False
     networks: bool = False
+    hosts: bool = False
     choices: tuple[str, ...] = ()
+    # What the README shows as the default of a list left empty.
+    unset: str = 'none'
 
-    def read(self, raw: str) -> str | int | bool | tuple[Network, ...]:
+    def read(self, raw: str) -> str | int | bool | tuple[Network, ...] | tuple[str, ...]:
         """Return the setting's value for `raw`, or raise ConfigError naming the variable."""
         if self.choices:
             if raw not in self.choices:
@@ -116,6 +124,12 @@ class Variable:
             except ValueError as error:
                 raise ConfigError(f'{self.name} must be addresses and CIDR ranges separated '
                                   f'by commas: {error}') from None
+        if self.hosts:
+            try:
+                return parse_hosts(raw)
+            except ValueError as error:
+                raise ConfigError(f'{self.name} must be host names separated by commas: '
+                                  f'{error}') from None
         # int() also takes '+8080', '3_4829', ' 80 ' and Arabic-Indic digits: none is a port.
         if not (raw.isascii() and raw.isdigit() and self.low <= int(raw) <= self.high):
             raise ConfigError(f'{self.name} must be a whole number from {self.low} to '
@@ -143,6 +157,7 @@ VARIABLES = (
     Variable('BODY_TIMEOUT', 'body_timeout', 1, 3600),
     Variable('TRUSTED_PROXIES', 'trusted_proxies', networks=True),
     Variable('FORWARDED_HEADER', 'forwarded_header', choices=('x-forwarded-for', 'forwarded')),
+    Variable('ALLOWED_HOSTS', 'allowed_hosts', hosts=True, unset='any'),
 )
 # The most workers a server can have (the shared heartbeat table is sized for it).
 MAX_WORKERS = next(variable.high for variable in VARIABLES if variable.name == 'WORKERS')

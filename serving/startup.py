@@ -112,7 +112,8 @@ def mount(root: object, config_path: str, settings: Settings,
     proxies = (Proxies(settings.trusted_proxies, settings.forwarded_header)
                if settings.trusted_proxies else None)
     return Guard(cherrypy.tree, draining, headers, max_body() or None, settings.body_timeout,
-                 max(1, settings.threads // 2), proxies=proxies)
+                 max(1, settings.threads // 2), proxies=proxies,
+                 allowed_hosts=frozenset(settings.allowed_hosts) or None)
 
 
 def load_fresh_app(root: tuple[str, str], config_path: str, supervisor: int,

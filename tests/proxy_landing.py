@@ -23,7 +23,14 @@ def whoami(self):
                        'url': cherrypy.url('/next')})
 
 
+@cherrypy.expose
+def go(self, to='/next', status='303'):
+    """Redirect to `to` as a handler of the app would (CherryPy makes it absolute)."""
+    raise cherrypy.HTTPRedirect(to, int(status))
+
+
 landing.Landing.whoami = whoami
+landing.Landing.go = go
 
 if __name__ == '__main__':
     landing.main()

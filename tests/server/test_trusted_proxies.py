@@ -1,4 +1,4 @@
-"""TRUSTED_PROXIES against a real server: who the client is, for the app, the log and the metrics.
+"""TRUSTED_PROXIES and ALLOWED_HOSTS against a real server: who the client is, where redirects go.
 
 The tests' requests come from 127.0.0.1: a server trusting 127.0.0.1/32 sees them as a load
 balancer's, one trusting nobody (the default) or other addresses as a client's own.
@@ -187,3 +187,58 @@ def test_a_bad_trusted_proxies_value_stops_start_up_with_one_line(value, says):
     [line] = done.stderr.splitlines()
     assert line.startswith('landing: TRUSTED_PROXIES must be addresses and CIDR ranges')
     assert says in line
+
+
+def location(port, target, headers):
+    """Return the status and Location of GET `target` (tests/proxy_landing.py's /go)."""
+    status, answer, _ = request(port, 'GET', target, headers)
+    return status, answer['Location']
+
+
+def test_a_redirect_never_names_a_host_that_is_not_allowed(serve):
+    """ALLOWED_HOSTS set: for any other Host, CherryPy's absolute Location goes out relative."""
+    served = serve(TRUSTED_PROXIES='127.0.0.1/32', ALLOWED_HOSTS='www.example.com, example.com')
+    evil = {'Host': 'evil.example'}
+    assert location(served.port, '/go', evil) == (303, '/next')
+    assert location(served.port, '/go?to=a/b%3Fx%3D1&status=301', evil) == (301, '/a/b?x=1')
+    behind_tls = {**evil, 'X-Forwarded-For': '203.0.113.9', 'X-Forwarded-Proto': 'https'}
+    assert location(served.port, '/go', behind_tls) == (303, '/next')
+    # Another site the app names itself stays absolute.
+    assert location(served.port, '/go?to=https://other.example/x', evil) == (
+        303, 'https://other.example/x')
+
+
+def test_a_redirect_for_an_allowed_host_is_absolute_and_https_when_the_proxy_says_so(serve):
+    """An allowed Host (any case, any port) keeps CherryPy's absolute Location, on its scheme."""
+    served = serve(TRUSTED_PROXIES='127.0.0.1/32', ALLOWED_HOSTS='www.example.com')
+    assert location(served.port, '/go', {'Host': 'WWW.example.com:8080'}) == (
+        303, 'http://WWW.example.com:8080/next')
+    behind_tls = {'Host': 'www.example.com', 'X-Forwarded-For': '203.0.113.9',
+                  'X-Forwarded-Proto': 'https'}
+    assert location(served.port, '/go', behind_tls) == (303, 'https://www.example.com/next')
+    # From an untrusted peer the scheme stays the connection's own.
+    untrusted = serve(ALLOWED_HOSTS='www.example.com')
+    assert location(untrusted.port, '/go', behind_tls) == (303, 'http://www.example.com/next')
+
+
+def test_without_allowed_hosts_redirects_are_cherrypys(serve):
+    """ALLOWED_HOSTS unset (the default): every Host is the site's, as on cheroot."""
+    served = serve()
+    assert location(served.port, '/go', {'Host': 'evil.example'}) == (
+        303, 'http://evil.example/next')
+
+
+@pytest.mark.parametrize('value, says', [
+    ('example.com:443', "'example.com:443' is not a host name"),
+    ('https://example.com', "'https://example.com' is not a host name"),
+])
+def test_a_bad_allowed_hosts_value_stops_start_up_with_one_line(value, says):
+    """ALLOWED_HOSTS with a port or a scheme: exit 1, one line naming it and the entry."""
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'landing.py')],
+        env=dict(os.environ, METRICS_PORT='0', PORT=str(free_port()), ALLOWED_HOSTS=value),
+        capture_output=True, text=True, timeout=10)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f'landing: ALLOWED_HOSTS must be host names separated by commas: {says} '
+        '(no scheme, port or path)']
