@@ -12,6 +12,9 @@ from typing import Any
 
 import cherrypy
 
+from serving.proxies import Network, parse_networks
+from serving.redirects import parse_hosts
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value the server cannot run with."""
@@ -56,6 +59,15 @@ class Settings:
     worker_timeout: int = 10
     # Seconds a handler that reads a body waits for all of it; a slower upload gets 408.
     body_timeout: int = 10
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto (or Forwarded) name the client: none
+    # unless set, since anyone can send those headers (serving/proxies.py).
+    trusted_proxies: tuple[Network, ...] = ()
+    # The one header those peers name the client in: the one they write, never the other.
+    forwarded_header: str = 'x-forwarded-for'
+    # The site's own host names: a redirect for any other Host goes out relative, so a forged
+    # Host never reaches a Location (serving/redirects.py). None listed: CherryPy's absolute
+    # Location for every Host.
+    allowed_hosts: tuple[str, ...] = ()
     # HTTPS on PORT with this certificate chain and key (PEM files); both or neither.
     tls_cert: str = ''
     tls_key: str = ''
@@ -107,15 +119,20 @@ class Variable:
 
     name: str
     field: str
-    # Whole numbers from low to high; an address to bind; or one of the choices.
+    # Whole numbers from low to high; an address to bind; addresses and CIDR ranges; host
+    # names; or one of the choices.
     low: int = 0
     high: int = 0
     address: bool = False
+    networks: bool = False
+    hosts: bool = False
     choices: tuple[str, ...] = ()
+    # What the README shows as the default of a list left empty.
+    unset: str = 'none'
     # A file the server reads (checked once all are read: check_tls).
     path: bool = False
 
-    def read(self, raw: str) -> str | int | bool:
+    def read(self, raw: str) -> str | int | bool | tuple[Network, ...] | tuple[str, ...]:
         """Return the setting's value for `raw`, or raise ConfigError naming the variable."""
         if self.choices:
             if raw not in self.choices:
@@ -131,6 +148,18 @@ class Variable:
             if not host or not host.isascii() or any(c.isspace() for c in host):
                 raise ConfigError(f'{self.name} must be an address to bind, got {raw!r}')
             return host
+        if self.networks:
+            try:
+                return parse_networks(raw)
+            except ValueError as error:
+                raise ConfigError(f'{self.name} must be addresses and CIDR ranges separated '
+                                  f'by commas: {error}') from None
+        if self.hosts:
+            try:
+                return parse_hosts(raw)
+            except ValueError as error:
+                raise ConfigError(f'{self.name} must be host names separated by commas: '
+                                  f'{error}') from None
         # int() also takes '+8080', '3_4829', ' 80 ' and Arabic-Indic digits: none is a port.
         if not (raw.isascii() and raw.isdigit() and self.low <= int(raw) <= self.high):
             raise ConfigError(f'{self.name} must be a whole number from {self.low} to '
@@ -156,6 +185,9 @@ VARIABLES = (
     Variable('METRICS_HOST', 'metrics_host', address=True),
     Variable('WORKER_TIMEOUT', 'worker_timeout', 0, 3600),
     Variable('BODY_TIMEOUT', 'body_timeout', 1, 3600),
+    Variable('TRUSTED_PROXIES', 'trusted_proxies', networks=True),
+    Variable('FORWARDED_HEADER', 'forwarded_header', choices=('x-forwarded-for', 'forwarded')),
+    Variable('ALLOWED_HOSTS', 'allowed_hosts', hosts=True, unset='any'),
     Variable('TLS_CERT', 'tls_cert', path=True),
     Variable('TLS_KEY', 'tls_key', path=True),
 )

@@ -23,6 +23,7 @@ from serving.app_config import check_app_config
 from serving.bodies import max_body
 from serving.guard import Guard
 from serving.health import draining
+from serving.proxies import Proxies
 from serving.request import GuardedRequest, error_page
 from serving.settings import CHERRYPY_DEFAULTS, ConfigError, Settings
 from serving.supervisor import Server, build_server, log
@@ -114,9 +115,13 @@ def mount(root: object, config_path: str, settings: Settings,
         'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
     app.merge(config_path)
     app.request_class = GuardedRequest
-    # At most half the pool waits for request bodies at once.
+    # At most half the pool waits for request bodies at once. With no trusted proxies (the
+    # default) the guard reads no forwarded header at all.
+    proxies = (Proxies(settings.trusted_proxies, settings.forwarded_header)
+               if settings.trusted_proxies else None)
     return Guard(cherrypy.tree, draining, headers, max_body(), settings.body_timeout,
-                 max(1, settings.threads // 2))
+                 max(1, settings.threads // 2), proxies=proxies,
+                 allowed_hosts=frozenset(settings.allowed_hosts) or None)
 
 
 def load_fresh_app(root: tuple[str, str], config_path: str, supervisor: int,

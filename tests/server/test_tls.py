@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import hostile_corpus as corpus
 from conftest import ROOT, ServerProcess, wait_until
 from rawhttp import get
 
@@ -142,3 +143,40 @@ def test_a_tls_mistake_stops_start_up_with_one_line(start_server, certificate, e
     lines = [line for line in served.stderr().splitlines() if line.startswith('landing:')]
     assert len(lines) == 1
     assert says in lines[0]
+
+
+# The classes of the hostile corpus that are about what a request says, not how the
+# connection behaves (slow clients, descriptors and memory are the TCP side's, the same
+# under TLS): each runs again over TLS.
+TLS_CLASSES = ('range', 'smuggling', 'headers', 'security', 'paths', 'query', 'cost',
+               'tracebacks', 'bodies', 'static')
+
+
+@pytest.fixture(scope='module')
+def hostile_over_tls(tmp_path_factory, certificate):
+    """One landing.py over TLS, and the corpus's connections made through TLS to it."""
+    cert, key = certificate
+    context = client_context(cert)
+
+    def connect(port, timeout=5):
+        raw = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        return context.wrap_socket(raw, server_hostname='localhost')
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(corpus, 'connect', connect)
+        process = corpus.AppProcess(ROOT, tmp_path_factory.mktemp('hostile-tls'),
+                                    env={'TLS_CERT': cert, 'TLS_KEY': key})
+        try:
+            wait_until(process.healthy, what='hostile-corpus TLS server ready')
+            yield process
+        finally:
+            process.stop()
+
+
+@pytest.mark.parametrize('case', [
+    pytest.param(case, id=case.name) for klass in TLS_CLASSES
+    for case in corpus.cases(klass) if not case.slow])
+def test_the_hostile_corpus_holds_over_tls(hostile_over_tls, case):
+    """Each case's rule holds with TLS in between, as it does over plain TCP."""
+    outcome = case.run(hostile_over_tls)
+    assert outcome.passed, f'{case.id}\n    got: {outcome.detail}'
