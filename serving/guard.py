@@ -57,7 +57,8 @@ class Guard:
     metrics.RequestMetrics: each worker makes its own, see counting()) it also counts and
     times every request, refusals included. With `proxies` (TRUSTED_PROXIES), a request from
     one of them gets the client's address and scheme its forwarded headers name. With
-    `allowed_hosts` (ALLOWED_HOSTS), a redirect for any other Host goes out relative.
+    `allowed_hosts` (ALLOWED_HOSTS), a redirect for any other Host goes out relative; with
+    none, every redirect on the site does.
     """
 
     def __init__(self, app: App, draining: ctypes.c_byte,
@@ -156,9 +157,9 @@ class Guard:
 
         def start(status: str, headers: Headers,
                   exc_info: 'OptExcInfo | None' = None) -> Callable[[bytes], object] | None:
-            if status[:1] == '3' and self.allowed_hosts is not None \
-                    and host_name(environ) not in self.allowed_hosts:
-                # CherryPy's redirects name the request's Host, which is not the site's.
+            if status[:1] == '3' and (self.allowed_hosts is None
+                                      or host_name(environ) not in self.allowed_hosts):
+                # CherryPy's redirects name the request's Host, which may not be the site's.
                 headers = relative_location(headers, environ)
             if held and held[-1] is None:  # the answer is on its way: straight through
                 if exc_info is not None and exc_info[1] is not None:

@@ -64,9 +64,9 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     # The one header those peers name the client in: the one they write, never the other.
     forwarded_header: str = 'x-forwarded-for'
-    # The site's own host names: a redirect for any other Host goes out relative, so a forged
-    # Host never reaches a Location (serving/redirects.py). None listed: CherryPy's absolute
-    # Location for every Host.
+    # The site's own host names, whose redirects keep CherryPy's absolute Location; any other
+    # Host's go out relative, so a forged Host never reaches a Location (serving/redirects.py).
+    # None listed: every redirect on the site goes out relative.
     allowed_hosts: tuple[str, ...] = ()
     # HTTPS on PORT with this certificate chain and key (PEM files); both or neither.
     tls_cert: str = ''
@@ -187,7 +187,7 @@ VARIABLES = (
     Variable('BODY_TIMEOUT', 'body_timeout', 1, 3600),
     Variable('TRUSTED_PROXIES', 'trusted_proxies', networks=True),
     Variable('FORWARDED_HEADER', 'forwarded_header', choices=('x-forwarded-for', 'forwarded')),
-    Variable('ALLOWED_HOSTS', 'allowed_hosts', hosts=True, unset='any'),
+    Variable('ALLOWED_HOSTS', 'allowed_hosts', hosts=True),
     Variable('TLS_CERT', 'tls_cert', path=True),
     Variable('TLS_KEY', 'tls_key', path=True),
 )

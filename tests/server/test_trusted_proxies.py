@@ -221,11 +221,16 @@ def test_a_redirect_for_an_allowed_host_is_absolute_and_https_when_the_proxy_say
     assert location(untrusted.port, '/go', behind_tls) == (303, 'http://www.example.com/next')
 
 
-def test_without_allowed_hosts_redirects_are_cherrypys(serve):
-    """ALLOWED_HOSTS unset (the default): every Host is the site's, as on cheroot."""
+def test_without_allowed_hosts_every_redirect_on_the_site_is_relative(serve):
+    """ALLOWED_HOSTS unset (the default): no Host is known to be the site's, so none is named.
+
+    The same for a TLS-ending balancer's request: no `http://` downgrade either.
+    """
     served = serve()
-    assert location(served.port, '/go', {'Host': 'evil.example'}) == (
-        303, 'http://evil.example/next')
+    assert location(served.port, '/go', {'Host': 'evil.example'}) == (303, '/next')
+    assert location(served.port, '/go', {'Host': '127.0.0.1'}) == (303, '/next')
+    assert location(served.port, '/go?to=https://other.example/x', {'Host': 'evil.example'}) \
+        == (303, 'https://other.example/x')
 
 
 @pytest.mark.parametrize('value, says', [
