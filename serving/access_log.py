@@ -10,6 +10,8 @@ from typing import Any
 import cherrypy
 from cherrypy._cplogging import LogManager
 
+from serving.request_ids import TAGGED
+
 # Atoms CherryPy's access log would escape: quotes, backslashes, anything unprintable.
 _NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]').search
 
@@ -88,6 +90,7 @@ class AccessLog(LogManager):
                 'duration_ms': round((time.time() - response.time) * 1000, 3),
                 'user_agent': dict.get(headers, 'User-Agent', ''),
                 'referer': dict.get(headers, 'Referer', ''),
+                'request_id': headers.get('X-Request-ID', ''),
             }, ensure_ascii=False))
         except Exception:
             self(traceback=True)
@@ -119,7 +122,11 @@ class AccessLogs:
         A WSGI app grafted on the tree (`cherrypy.tree.graft`, a VirtualHost dispatcher) has
         no CherryPy log: it is left as it is.
         """
+        # Error lines name the request they come from (request_ids.py).
+        cherrypy.log.error_log.addFilter(TAGGED)
         for app in cherrypy.tree.apps.values():
             log = getattr(app, 'log', None)
             if isinstance(log, LogManager) and not isinstance(log, AccessLog):
                 app.log = AccessLog(log.appid, log.logger_root, json=self.json)
+            if isinstance(getattr(app, 'log', None), LogManager):
+                app.log.error_log.addFilter(TAGGED)

@@ -18,6 +18,7 @@ from serving.proxies import Proxies
 from serving.redirects import host_name, relative_location
 from serving.refusals import refusal, tidy
 from serving.request import SERVER_ERROR, cherrypy_pages, short_page, shown_message
+from serving.request_ids import answering, assign
 from serving.streaming import Streamed, resumed
 
 if TYPE_CHECKING:
@@ -137,6 +138,9 @@ class Guard:
 
     def answer(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Refuse the request, or mend it and pass it to the app; return the body."""
+        # Every answer names the request's ID, refusals included.
+        trusted = self.proxies is not None and self.proxies.trusts_peer(environ)
+        start_response = answering(start_response, assign(environ, trusted))
         # 'HTTP/1' is granian's name for HTTP/1.0 (tidy() mends it for CherryPy).
         if environ.get('SERVER_PROTOCOL') == 'HTTP/1' \
                 and environ.get('HTTP_CONNECTION', '').lower() == 'keep-alive':

@@ -102,6 +102,11 @@ class Proxies:
         """Tell whether `address` is one of the trusted proxies."""
         return any(address in network for network in self.networks)
 
+    def trusts_peer(self, environ: WSGIEnvironment) -> bool:
+        """Tell whether the request comes straight from a trusted proxy (before mend())."""
+        peer = self.lookup(environ.get('REMOTE_ADDR', ''))
+        return peer is not None and peer[1]
+
     def _lookup(self, node: str) -> tuple[str, bool] | None:
         """Return (the address `node` names, written plainly; whether it is trusted), or None."""
         address = address_of(node)

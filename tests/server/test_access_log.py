@@ -135,7 +135,9 @@ def test_json_lines_parse_and_name_every_field(start_server):
     assert records[2]['user_agent'] == 'probe "quoted" \\ agent'
     for record in records:
         assert set(record) == {'time', 'remote_addr', 'method', 'path', 'query', 'protocol',
-                               'status', 'bytes', 'duration_ms', 'user_agent', 'referer'}
+                               'status', 'bytes', 'duration_ms', 'user_agent', 'referer',
+                               'request_id'}
+        assert re.fullmatch('[0-9a-f]{32}', record['request_id'])
         assert record['remote_addr'] == '127.0.0.1'
         assert record['protocol'] == 'HTTP/1.1'
         assert 0 <= record['duration_ms'] < 5000
