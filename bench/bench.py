@@ -64,6 +64,8 @@ def parse_args(argv):
     add('--cheroot-threads', type=int, default=10, help="bare cheroot pool size (its default)")
     add('--cheroot-queue', type=int, default=1024,
         help="bare cheroot listen backlog (the app's server.socket_queue_size)")
+    add('--header', action='append', default=[], metavar='NAME: VALUE',
+        help='a request header wrk sends (e.g. "Accept-Encoding: gzip" for compressed answers)')
     add('--server-core', type=int, default=0)
     add('--load-core', type=int, default=1)
     add('--json', help='JSON path (default bench/results/bench-<time>.json)')

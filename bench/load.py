@@ -34,6 +34,7 @@ def start_wrk(args, port, path, duration=None):
     """Start wrk on `path`, pinned to the load core; return its Popen."""
     argv = ['taskset', '-c', str(args.load_core), 'wrk', '-c', str(args.connections),
             '-t', str(args.threads), '-d', f'{duration or args.duration}s', '--latency',
+            *(part for header in getattr(args, 'header', []) for part in ('-H', header)),
             f'http://{HOST}:{port}{path}']
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
