@@ -29,6 +29,10 @@ def wrapped_handler():
 cherrypy.tools.wrapped = cherrypy.Tool('before_handler', wrapped_handler, priority=50)
 
 
+# Names of the endless streams whose request has ended (Extras.endless).
+ENDED: set[str] = set()
+
+
 class Extras:
     """Handlers that use CherryPy as its documentation shows."""
 
@@ -114,6 +118,22 @@ class Extras:
         """Answer str JSON under the type the handler sets."""
         cherrypy.response.headers['Content-Type'] = 'application/json'
         return '{"name": "café"}'
+
+    @cherrypy.expose
+    @cherrypy.config(**{'response.stream': True})
+    def endless(self, name):
+        """Stream without end; note `name` as ended once the request ends (on_end_request)."""
+        cherrypy.request.hooks.attach('on_end_request', lambda: ENDED.add(name))
+
+        def chunks():
+            while True:
+                yield b'x' * 1024
+        return chunks()
+
+    @cherrypy.expose
+    def ended(self, name):
+        """Tell whether the request streaming `name` has ended."""
+        return repr(name in ENDED)
 
     @cherrypy.expose
     def reason(self):

@@ -299,6 +299,36 @@ def test_header_names_go_out_in_lower_case_as_granian_does(app):
     assert b'Content-Type' not in head
 
 
+def test_a_static_files_validators_go_out_in_lower_case_as_granian_does(app):
+    """`last-modified` and `content-length` in lower case; the 304 works on the value.
+
+    CherryPy's suite looks them up as CherryPy spells them, finds none and fails
+    (docs/cherrypy.md: test_modif sends an empty If-Modified-Since, testGzipStaticCache
+    finds no Content-Length).
+    """
+    head = exchange(app.port, get('/logo.png')).partition(CRLF * 2)[0].decode('latin-1')
+    fields = dict(line.split(': ', 1) for line in head.split('\r\n')[1:])
+    assert {'last-modified', 'content-length'} <= set(fields)
+    assert not {'Last-Modified', 'Content-Length'} & set(fields)
+    status, headers, body = request(app.port, 'GET', '/logo.png',
+                                    headers={'If-Modified-Since': fields['last-modified']})
+    assert (status, body, headers['Content-Length']) == (304, b'', None)
+
+
+def test_a_client_dropping_a_stream_ends_its_request(app):
+    """A client that goes mid-stream ends the request: on_end_request runs, the stream stops.
+
+    granian stops pulling the answer once hyper drops the connection, and closes it: CherryPy's
+    request closes, as when cheroot's write fails (the suite's testEndRequestOnDrop).
+    """
+    with connect(app.port) as sock:
+        sock.sendall(get('/extras/endless?name=dropped'))
+        assert sock.recv(1024).startswith(b'HTTP/1.1 200')
+    wait_until(lambda: body_of(app, '/extras/ended?name=dropped') == (200, 'True'),
+               what='the end of the dropped request')
+    assert body_of(app, '/extras/ended?name=other') == (200, 'False')
+
+
 def test_bare_lf_line_ends_are_read_as_granian_does(app):
     """A request whose lines end in LF alone is read by hyper (RFC 9112 §2.2 allows it)."""
     answer = exchange(app.port, b'GET /healthcheck HTTP/1.1\nHost: localhost\n\n')
