@@ -29,6 +29,10 @@ def wrapped_handler():
 cherrypy.tools.wrapped = cherrypy.Tool('before_handler', wrapped_handler, priority=50)
 
 
+# The download's chunks (64 KiB each: 64 MiB, more than loopback's buffers hold), and a
+# note of each one pulled.
+PULLS = 1024
+PULLED: list[int] = []
 # Names of the endless streams whose request has ended (Extras.endless).
 ENDED: set[str] = set()
 
@@ -134,6 +138,24 @@ class Extras:
     def ended(self, name):
         """Tell whether the request streaming `name` has ended."""
         return repr(name in ENDED)
+
+    @cherrypy.expose
+    def download(self):
+        """Answer PULLS chunks of 64 KiB under their length, as serve_file's file; count pulls."""
+        cherrypy.response.headers['Content-Type'] = 'application/octet-stream'
+        cherrypy.response.headers['Content-Length'] = str(PULLS * 65536)
+        PULLED.clear()
+
+        def chunks():
+            for _ in range(PULLS):
+                PULLED.append(1)
+                yield b'x' * 65536
+        return chunks()
+
+    @cherrypy.expose
+    def pulled(self):
+        """Tell how many chunks of the download have been pulled so far."""
+        return str(len(PULLED))
 
     @cherrypy.expose
     def reason(self):

@@ -21,6 +21,8 @@ from conftest import ROOT, free_port, request, wait_until
 from rawhttp import CRLF, connect, exchange, get, read_response
 
 APP = os.path.join(ROOT, 'tests', 'cherrypy_app.py')
+# Chunks of 64 KiB in the app's /extras/download (its PULLS).
+PULLS = 1024
 
 
 @pytest.fixture(scope='module')
@@ -104,6 +106,21 @@ def test_an_http_1_0_keep_alive_answer_says_keep_alive_as_cheroot_spells_it(app)
     raw = exchange(app.port, b'GET /healthcheck HTTP/1.0\r\nHost: localhost\r\n\r\n')
     assert b'onnection' not in raw
     assert raw.endswith(b'Yay')
+
+
+def test_a_files_answer_is_read_as_it_goes_not_whole_first(app):
+    """A handler's file-like answer (not text/*, not streamed) keeps its Content-Length.
+
+    CherryPy then sends it as it reads it; without its length, finalize() would read all of
+    it into memory before the first byte went out (64 MiB here, per request).
+    """
+    with connect(app.port) as sock:
+        sock.sendall(get('/extras/download'))
+        head = sock.recv(1024).partition(CRLF * 2)[0]
+        assert head.startswith(b'HTTP/1.1 200')
+        assert f'content-length: {PULLS * 65536}'.encode() in head
+        # The reader has read nothing past the head: the rest waits in buffers, unread.
+        assert int(body_of(app, '/extras/pulled')[1]) < PULLS
 
 
 def test_an_http_errors_message_is_on_the_page_escaped_with_a_charset(app):
