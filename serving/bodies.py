@@ -118,16 +118,33 @@ def too_many_parts(content_type: str, body: bytes) -> bool:
         body.count(b'--' + found.group(1).encode('latin-1')) > MAX_PARTS + 1)
 
 
+# HandlerTools (CherryPy's tools that may answer in the handler's place) that never take a body.
+STATIC_TOOLS = ('staticdir', 'staticfile')
+
+
+def stands_in(tools: dict[str, dict[str, object]]) -> bool:
+    """Tell whether a tool that is on may answer in the handler's place and take the body.
+
+    CherryPy's HandlerTools answer some paths themselves: session_auth's `do_login` reads the
+    login form's fields where dispatch found no handler. The static ones never take a body.
+    """
+    return any(settings.get('on') and name not in STATIC_TOOLS
+               and isinstance(getattr(cherrypy.tools, name, None), cherrypy._cptools.HandlerTool)
+               for name, settings in tools.items())
+
+
 def takes_body() -> None:
     """Tell CherryPy not to read a request body where nothing can take one.
 
     Run before the body is read (`before_request_body`), once dispatch knows the handler: with
     no handler (a 404) or a static file the body is never read, so a slow uploader to them
-    holds no thread. A handler's own body is read within BODY_TIMEOUT (DeadlineInput).
+    holds no thread; unless a tool may answer in the handler's place (stands_in). A body
+    that is read is read within BODY_TIMEOUT (DeadlineInput).
     """
     request = cherrypy.serving.request
     tools = request.toolmaps.get('tools', {})
     handler = request.handler
-    if (handler is None or isinstance(handler, cherrypy.NotFound)
-            or any(tools.get(name, {}).get('on') for name in ('staticdir', 'staticfile'))):
+    if (any(tools.get(name, {}).get('on') for name in STATIC_TOOLS)
+            or (handler is None or isinstance(handler, cherrypy.NotFound))
+            and not stands_in(tools)):
         request.process_request_body = False

@@ -14,8 +14,10 @@ from serving import metrics
 from serving.bodies import MAX_BODY, DeadlineInput
 from serving.compression import compressed, not_modified
 from serving.metrics import RequestMetrics
+from serving.proxies import Proxies
+from serving.redirects import host_name, relative_location
 from serving.refusals import refusal, tidy
-from serving.request import SERVER_ERROR, error_page, tracebacks_on
+from serving.request import SERVER_ERROR, cherrypy_pages, short_page, shown_message
 from serving.streaming import Streamed, resumed
 
 if TYPE_CHECKING:
@@ -53,15 +55,22 @@ class Guard:
     Whatever the app raises (SystemExit and KeyboardInterrupt from a handler included) and
     whatever 500 it writes, the client gets the project's 500 page. With `metrics` (a
     metrics.RequestMetrics: each worker makes its own, see counting()) it also counts and
-    times every request, refusals included.
+    times every request, refusals included. With `proxies` (TRUSTED_PROXIES), a request from
+    one of them gets the client's address and scheme its forwarded headers name. With
+    `allowed_hosts` (ALLOWED_HOSTS), a redirect for any other Host goes out relative; with
+    none, every redirect on the site does.
     """
 
     def __init__(self, app: App, draining: ctypes.c_byte,
                  policy: Mapping[str, str] | None = None,
                  max_body: int | None = MAX_BODY, body_timeout: float = 10,
                  body_waiters: int | None = None,
-                 metrics: RequestMetrics | None = None) -> None:
+                 metrics: RequestMetrics | None = None,
+                 proxies: Proxies | None = None,
+                 allowed_hosts: frozenset[str] | None = None) -> None:
         self.app = app
+        self.proxies = proxies
+        self.allowed_hosts = allowed_hosts
         self.draining = draining
         self.metrics = metrics
         self.body_waiters = body_waiters
@@ -76,7 +85,8 @@ class Guard:
     def counting(self, metrics: RequestMetrics) -> 'Guard':
         """Return a guard like this one that also counts into `metrics` (one per worker)."""
         return Guard(self.app, self.draining, dict(self.policy), self.max_body,
-                     self.body_timeout, self.body_waiters, metrics)
+                     self.body_timeout, self.body_waiters, metrics, self.proxies,
+                     self.allowed_hosts)
 
     def headers(self, headers: Headers) -> Headers:
         """Return `headers` with ours in place, and Connection: close when draining.
@@ -112,9 +122,9 @@ class Guard:
                                   environ.get(ROUTE, 'error'), status)
 
     def page(self, start_response: StartResponse, status: str, close: bool = True,
-             exc_info: 'OptExcInfo | None' = None) -> list[bytes]:
-        """Answer with the project's page for `status`; return the body."""
-        body = error_page(status, '', '', '').encode()
+             exc_info: 'OptExcInfo | None' = None, message: str = '') -> list[bytes]:
+        """Answer with the project's page for `status` (`message`: HTML); return the body."""
+        body = short_page(status, message).encode()
         headers = [('Content-Type', 'text/html; charset=utf-8'),
                    ('Content-Length', str(len(body)))]
         if close:
@@ -135,6 +145,10 @@ class Guard:
         if refused:
             environ[ROUTE] = 'refused'
             return self.page(start_response, refused[0])
+        if self.proxies is not None:
+            # Before CherryPy reads the environ: its request.remote, scheme and base, and so
+            # the access log, see the client.
+            self.proxies.mend(environ)
         tidy(environ)
         body = environ['wsgi.input'] = DeadlineInput(
             environ['wsgi.input'], self.max_body, self.body_timeout,
@@ -143,6 +157,10 @@ class Guard:
 
         def start(status: str, headers: Headers,
                   exc_info: 'OptExcInfo | None' = None) -> Callable[[bytes], object] | None:
+            if status[:1] == '3' and (self.allowed_hosts is None
+                                      or host_name(environ) not in self.allowed_hosts):
+                # CherryPy's redirects name the request's Host, which may not be the site's.
+                headers = relative_location(headers, environ)
             if held and held[-1] is None:  # the answer is on its way: straight through
                 if exc_info is not None and exc_info[1] is not None:
                     # PEP 3333: the body failed after its start went out. Raised, granian
@@ -175,7 +193,7 @@ class Guard:
         Content-Length makes hyper drop the connection, which ends the read at once.
         """
         status = '408 Request Timeout'
-        page = error_page(status, '', '', '').encode()
+        page = short_page(status).encode()
         start_response(status, self.headers([
             ('Content-Type', 'text/html; charset=utf-8'),
             ('Content-Length', str(len(page) + 1)), ('Connection', 'close')]))
@@ -192,12 +210,15 @@ class Guard:
             return answer
         # None is held only once an answer is passed on (above): this one is held.
         status, headers, exc_info = cast(Started, held[-1])
-        if status.startswith('408') or status.startswith('500') and not tracebacks_on():
-            # Whatever wrote it (CherryPy's bare error path included), the page is ours;
+        if status.startswith('408') or status.startswith('500') and not cherrypy_pages():
+            # Whatever wrote it (CherryPy's bare error path included), the page is ours, with
+            # the message CherryPy's error page showed (read before close() ends the request);
             # after a 408 the rest of the body is not read: the connection closes.
+            message = shown_message(status)
             if hasattr(answer, 'close'):
                 answer.close()
-            return self.page(start_response, status, close=status.startswith('408'))
+            return self.page(start_response, status, close=status.startswith('408'),
+                             message=message)
         if status.startswith('304'):
             headers = not_modified(environ, headers)
             held[-1] = (status, headers, exc_info)

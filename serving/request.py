@@ -7,33 +7,54 @@ from serving.bodies import takes_body
 from serving.static import static_only
 
 
-def tracebacks_on() -> bool:
-    """Tell whether tracebacks are on, for the app and the request answered (not production).
+def cherrypy_pages() -> bool:
+    """Tell whether error pages are CherryPy's own: the environment shows tracebacks.
 
-    The global setting too: a request CherryPy could not even build is a placeholder whose
-    class default shows them.
+    `environment: production` (the project's default), like CherryPy's staging and embedded,
+    hides them: there every error page is the project's, whatever an app or handler sets.
+    Elsewhere (CherryPy's own suite, a config without an environment) the page is CherryPy's,
+    with a traceback where the request shows them, as CherryPy gives it.
     """
-    return bool(cherrypy.config.get('request.show_tracebacks', False)
-                and cherrypy.serving.request.show_tracebacks)
+    environment = cherrypy.config.environments.get(cherrypy.config.get('environment'), {})
+    return bool(environment.get('request.show_tracebacks', True))
 
 
-def error_page(status: str, message: str, traceback: str, version: str) -> str:
-    """Render an error as a short page with its message, naming neither tracebacks nor versions.
-
-    The message is what the app gave HTTPError (`HTTPError(403, 'You must log in first')`),
-    or CherryPy's own for the status. CherryPy escapes every argument before the call.
-    """
-    if tracebacks_on():
-        # Tracebacks on (any environment but production: development, CherryPy's own suite):
-        # CherryPy's page, with the traceback a developer is there for.
-        return str(cherrypy._cperror._HTTPErrorTemplate % {
-            'status': status, 'message': message, 'traceback': traceback, 'version': version})
-    # CherryPy leaves a callable's page as bare text/html: the callable names the charset.
-    cherrypy.serving.response.headers['Content-Type'] = 'text/html; charset=utf-8'
+def short_page(status: str, message: str = '') -> str:
+    """Return the project's page for `status`: its message (HTML), no traceback, no version."""
     page = f'<!DOCTYPE html>\n<title>{status}</title>\n<h1>{status}</h1>\n'
     if message:
         page += f'<p>{message}</p>\n'
     return page
+
+
+# The attribute of CherryPy's response where error_page notes (status, message) it showed.
+SHOWN = 'landing_error_shown'
+
+
+def error_page(status: str, message: str, traceback: str, version: str) -> str:
+    """Render an error (CherryPy's `error_page.default`): CherryPy's page, or in production ours.
+
+    The message is what the app gave HTTPError (`HTTPError(403, 'You must log in first')`),
+    or CherryPy's own for the status. CherryPy escapes every argument before the call, and
+    passes a traceback only where the request shows them. In production the page names
+    neither tracebacks nor versions; the message is noted for the guard (shown_message).
+    """
+    response = cherrypy.serving.response
+    setattr(response, SHOWN, (status, message))
+    if cherrypy_pages():
+        # Any environment but production (development, CherryPy's own suite): CherryPy's
+        # page, with the traceback a developer is there for where the request shows it.
+        return str(cherrypy._cperror._HTTPErrorTemplate % {
+            'status': status, 'message': message, 'traceback': traceback, 'version': version})
+    # CherryPy leaves a callable's page as bare text/html: the callable names the charset.
+    response.headers['Content-Type'] = 'text/html; charset=utf-8'
+    return short_page(status, message)
+
+
+def shown_message(status: str) -> str:
+    """Return the message error_page showed for `status` in this thread's request, else ''."""
+    shown = getattr(cherrypy.serving.response, SHOWN, None)
+    return shown[1] if shown is not None and shown[0][:3] == status[:3] else ''
 
 
 # The status the guard answers when the app fails, whatever it raised.

@@ -6,10 +6,14 @@ of environment variables: what `Settings.from_environ` reads, and what the READM
 configuration table is checked against.
 """
 import dataclasses
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
 import cherrypy
+
+from serving.proxies import Network, parse_networks
+from serving.redirects import parse_hosts
 
 
 class ConfigError(ValueError):
@@ -55,6 +59,23 @@ class Settings:
     worker_timeout: int = 10
     # Seconds a handler that reads a body waits for all of it; a slower upload gets 408.
     body_timeout: int = 10
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto (or Forwarded) name the client: none
+    # unless set, since anyone can send those headers (serving/proxies.py).
+    trusted_proxies: tuple[Network, ...] = ()
+    # The one header those peers name the client in: the one they write, never the other.
+    forwarded_header: str = 'x-forwarded-for'
+    # The site's own host names, whose redirects keep CherryPy's absolute Location; any other
+    # Host's go out relative, so a forged Host never reaches a Location (serving/redirects.py).
+    # None listed: every redirect on the site goes out relative.
+    allowed_hosts: tuple[str, ...] = ()
+    # HTTPS on PORT with this certificate chain and key (PEM files); both or neither.
+    tls_cert: str = ''
+    tls_key: str = ''
+
+    @property
+    def tls(self) -> bool:
+        """Tell whether the site is served over HTTPS."""
+        return bool(self.tls_cert)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str],
@@ -69,7 +90,22 @@ class Settings:
         settings = cls(**values)
         if settings.metrics_port == settings.port:
             raise ConfigError(f'METRICS_PORT must differ from PORT ({settings.port})')
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            raise ConfigError('TLS_CERT and TLS_KEY go together: set both, or neither')
+        if settings.tls:
+            check_tls(settings.tls_cert, settings.tls_key)
         return settings
+
+
+def check_tls(cert: str, key: str) -> None:
+    """Raise ConfigError unless `cert` and `key` are a PEM certificate chain and its key."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        reason = (error.reason if isinstance(error, ssl.SSLError) else error.strerror) \
+            or str(error)
+        raise ConfigError(f'TLS_CERT {cert!r} and TLS_KEY {key!r} are not a certificate '
+                          f'and its key: {reason}') from None
 
 
 # The seed's CherryPy keys (landing.py's cherrypy.config.update) and the settings they give.
@@ -83,24 +119,47 @@ class Variable:
 
     name: str
     field: str
-    # Whole numbers from low to high; an address to bind; or one of the choices.
+    # Whole numbers from low to high; an address to bind; addresses and CIDR ranges; host
+    # names; or one of the choices.
     low: int = 0
     high: int = 0
     address: bool = False
+    networks: bool = False
+    hosts: bool = False
     choices: tuple[str, ...] = ()
+    # What the README shows as the default of a list left empty.
+    unset: str = 'none'
+    # A file the server reads (checked once all are read: check_tls).
+    path: bool = False
 
-    def read(self, raw: str) -> str | int | bool:
+    def read(self, raw: str) -> str | int | bool | tuple[Network, ...] | tuple[str, ...]:
         """Return the setting's value for `raw`, or raise ConfigError naming the variable."""
         if self.choices:
             if raw not in self.choices:
                 raise ConfigError(f"{self.name} must be one of {', '.join(self.choices)}, "
                                   f'got {raw!r}')
             return raw
+        if self.path:
+            if not raw.strip():
+                raise ConfigError(f'{self.name} must name a file, got {raw!r}')
+            return raw
         if self.address:
             host = raw.strip()
             if not host or not host.isascii() or any(c.isspace() for c in host):
                 raise ConfigError(f'{self.name} must be an address to bind, got {raw!r}')
             return host
+        if self.networks:
+            try:
+                return parse_networks(raw)
+            except ValueError as error:
+                raise ConfigError(f'{self.name} must be addresses and CIDR ranges separated '
+                                  f'by commas: {error}') from None
+        if self.hosts:
+            try:
+                return parse_hosts(raw)
+            except ValueError as error:
+                raise ConfigError(f'{self.name} must be host names separated by commas: '
+                                  f'{error}') from None
         # int() also takes '+8080', '3_4829', ' 80 ' and Arabic-Indic digits: none is a port.
         if not (raw.isascii() and raw.isdigit() and self.low <= int(raw) <= self.high):
             raise ConfigError(f'{self.name} must be a whole number from {self.low} to '
@@ -126,6 +185,11 @@ VARIABLES = (
     Variable('METRICS_HOST', 'metrics_host', address=True),
     Variable('WORKER_TIMEOUT', 'worker_timeout', 0, 3600),
     Variable('BODY_TIMEOUT', 'body_timeout', 1, 3600),
+    Variable('TRUSTED_PROXIES', 'trusted_proxies', networks=True),
+    Variable('FORWARDED_HEADER', 'forwarded_header', choices=('x-forwarded-for', 'forwarded')),
+    Variable('ALLOWED_HOSTS', 'allowed_hosts', hosts=True),
+    Variable('TLS_CERT', 'tls_cert', path=True),
+    Variable('TLS_KEY', 'tls_key', path=True),
 )
 # The most workers a server can have (the shared heartbeat table is sized for it).
 MAX_WORKERS = next(variable.high for variable in VARIABLES if variable.name == 'WORKERS')

@@ -23,6 +23,7 @@ from serving.app_config import check_app_config
 from serving.bodies import max_body
 from serving.guard import Guard
 from serving.health import draining
+from serving.proxies import Proxies
 from serving.request import GuardedRequest, error_page
 from serving.settings import CHERRYPY_DEFAULTS, ConfigError, Settings
 from serving.supervisor import Server, build_server, log
@@ -92,6 +93,11 @@ def configure(environ: Mapping[str, str]) -> Settings:
     return settings
 
 
+# The HSTS policy of a site served with TLS_CERT: a year, this host only (subdomains may
+# be other sites). landing.py's HEADERS may name its own.
+HSTS = 'max-age=31536000'
+
+
 def mount(root: object, config_path: str, settings: Settings,
           headers: Mapping[str, str] | None = None) -> Guard:
     """Mount `root` at / with the app config in `config_path`; return the WSGI app to serve.
@@ -100,15 +106,22 @@ def mount(root: object, config_path: str, settings: Settings,
     answer sets its own.
     """
     check_app_config(config_path)
+    if settings.tls:
+        # Browsers that reached the site over HTTPS keep to it for a year (RFC 6797).
+        headers = {'Strict-Transport-Security': HSTS, **(headers or {})}
     app_dir = os.path.dirname(os.path.abspath(config_path))
     # prod.conf names static files relative to the app folder, not the working directory.
     app = cherrypy.tree.mount(root, '', {'/': {
         'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
     app.merge(config_path)
     app.request_class = GuardedRequest
-    # At most half the pool waits for request bodies at once.
+    # At most half the pool waits for request bodies at once. With no trusted proxies (the
+    # default) the guard reads no forwarded header at all.
+    proxies = (Proxies(settings.trusted_proxies, settings.forwarded_header)
+               if settings.trusted_proxies else None)
     return Guard(cherrypy.tree, draining, headers, max_body(), settings.body_timeout,
-                 max(1, settings.threads // 2))
+                 max(1, settings.threads // 2), proxies=proxies,
+                 allowed_hosts=frozenset(settings.allowed_hosts) or None)
 
 
 def load_fresh_app(root: tuple[str, str], config_path: str, supervisor: int,

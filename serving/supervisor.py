@@ -13,7 +13,7 @@ from typing import Any
 from wsgiref.types import WSGIApplication
 
 import cherrypy
-from granian.constants import HTTPModes, Interfaces
+from granian.constants import HTTPModes, Interfaces, SSLProtocols
 from granian.http import HTTP1Settings
 from granian.server import MPServer
 
@@ -196,6 +196,11 @@ def build_server(settings: Settings, app: Guard, address: str, app_dir: str,
         backpressure=connections_per_worker(settings),
         http=HTTPModes.http1,
         websockets=False,
+        # TLS_CERT and TLS_KEY: HTTPS on the same port. TLS 1.2 at least, as load balancers
+        # that re-encrypt to their targets speak it (granian's default floor is 1.3).
+        ssl_cert=Path(settings.tls_cert) if settings.tls else None,
+        ssl_key=Path(settings.tls_key) if settings.tls else None,
+        ssl_protocol_min=SSLProtocols.tls12,
         http1_settings=HTTP1Settings(
             header_read_timeout=settings.keepalive_timeout * 1000,
             max_buffer_size=HEADER_BUFFER),

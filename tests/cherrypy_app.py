@@ -1,7 +1,8 @@
 """landing.py with handlers written as CherryPy documents them (tests/test_cherrypy_semantics.py).
 
 usage: python tests/cherrypy_app.py   (same environment variables as landing.py; with
-NO_BODY_CAP=1 the app sets CherryPy's `server.max_request_body_size: 0`, "no limit")
+NO_BODY_CAP=1 the app sets CherryPy's `server.max_request_body_size: 0`, "no limit"; with
+TRACEBACKS=1 it runs in an environment that shows tracebacks, CherryPy's test_suite)
 """
 import functools
 import os
@@ -52,6 +53,28 @@ class Extras:
         raise cherrypy.HTTPError(403, 'You must log in first <now>')
 
     @cherrypy.expose
+    def broken(self):
+        """Fail as a bug would: CherryPy answers 500 with its message for the status."""
+        raise RuntimeError('a detail for the log only')
+
+    @cherrypy.expose
+    @cherrypy.config(**{'request.show_tracebacks': False})
+    def quiet(self):
+        """Fail, with tracebacks turned off for this handler."""
+        raise RuntimeError('a detail for the log only')
+
+    @cherrypy.expose
+    @cherrypy.config(**{'request.show_tracebacks': True})
+    def loud(self):
+        """Fail, with tracebacks turned on for this handler."""
+        raise RuntimeError('a detail for the log only')
+
+    @cherrypy.expose
+    def unavailable(self):
+        """Answer 500 with a message of the app's own."""
+        raise cherrypy.HTTPError(500, 'The catalogue is <b>down</b>')
+
+    @cherrypy.expose
     def echo(self, name=None, b=None):
         """Return the parameters as received."""
         return repr((name, b))
@@ -80,6 +103,11 @@ class Extras:
         return repr((sorted(request.wsgi_environ), request.headers.get('Proxy')))
 
     @cherrypy.expose
+    def base(self):
+        """Return the request's base URL as CherryPy sees it (scheme, host, port)."""
+        return cherrypy.request.base
+
+    @cherrypy.expose
     def header(self, name):
         """Return request header `name` as CherryPy received it."""
         return repr(cherrypy.request.headers.get(name))
@@ -100,6 +128,13 @@ class Extras:
         """Stream an answer that fails before its first chunk."""
         raise RuntimeError('failed before the first chunk')
         yield b''  # a generator: the error comes as CherryPy pulls its first chunk
+
+    @cherrypy.expose
+    @cherrypy.config(**{'response.stream': True, 'tools.gzip.on': True})
+    def fails_gzipped(self):
+        """Stream a gzipped answer that fails before its own first chunk (gzip's comes first)."""
+        raise RuntimeError('failed before the first chunk')
+        yield b''  # a generator: the error comes as the gzip tool pulls its first chunk
 
     @cherrypy.expose
     @cherrypy.config(**{'response.stream': True})
@@ -169,10 +204,31 @@ class Extras:
         return repr(segments)
 
 
+def check_login(username, password):
+    """Accept one user (session_auth's check): None, or why not."""
+    return None if (username, password) == ('ann', 'secret') else 'Wrong login or password'
+
+
+class Members:
+    """Pages behind CherryPy's session_auth tool, which answers /do_login itself."""
+
+    _cp_config = {'tools.sessions.on': True, 'tools.session_auth.on': True,
+                  'tools.session_auth.check_username_and_password': check_login}
+
+    @cherrypy.expose
+    def index(self):
+        """Greet the user logged in."""
+        return f'Hi {cherrypy.request.login}'
+
+
 landing.Landing.extras = Extras()
+landing.Landing.members = Members()
 cherrypy.tree.graft(legacy, '/legacy')
 if os.environ.get('NO_BODY_CAP') == '1':
     cherrypy.config.update({'server.max_request_body_size': 0})
+if os.environ.get('TRACEBACKS') == '1':
+    # test_suite turns screen logging off too: the server's log stays on, as in production.
+    cherrypy.config.update({'environment': 'test_suite', 'log.screen': True})
 
 if __name__ == '__main__':
     landing.main()

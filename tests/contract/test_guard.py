@@ -469,7 +469,7 @@ def test_an_undecodable_header_gets_400_with_our_page_not_a_traceback(in_process
     status, headers, body = in_process('GET', path, {'User-Agent': '=?x?q?a?='})
     assert status == 400
     assert set(headers) >= SECURITY_HEADERS
-    assert body == serving.request.error_page('400 Bad Request', '', '', '').encode()
+    assert body == serving.request.short_page('400 Bad Request').encode()
 
 
 @pytest.mark.parametrize('cookie', ['[a=b', 'a="\\x'])
@@ -502,7 +502,7 @@ def test_whatever_the_app_raises_the_client_gets_our_500_page(error):
 
     status, headers, body = guard_over(app)()
     assert status == serving.request.SERVER_ERROR
-    assert body == serving.request.error_page(serving.request.SERVER_ERROR, '', '', '').encode()
+    assert body == serving.request.short_page(serving.request.SERVER_ERROR).encode()
     assert set(headers) >= SECURITY_HEADERS
 
 
@@ -520,7 +520,7 @@ def test_a_500_the_app_writes_itself_becomes_our_page():
 
     status, headers, body = guard_over(app)()
     assert (status, closed) == (serving.request.SERVER_ERROR, [True])
-    assert body == serving.request.error_page(serving.request.SERVER_ERROR, '', '', '').encode()
+    assert body == serving.request.short_page(serving.request.SERVER_ERROR).encode()
     assert headers['Content-Type'] == 'text/html; charset=utf-8'
 
 
@@ -662,9 +662,16 @@ def test_a_configured_static_file_that_is_a_symlink_out_is_404(tmp_path):
     ({'staticdir': {'on': True}}, lambda: None, False),
     ({'staticfile': {'on': True}}, lambda: None, False),
     ({'staticdir': {'on': False}}, lambda: None, True),
+    ({'session_auth': {'on': True}}, cherrypy.NotFound(), True),
+    ({'session_auth': {'on': False}}, cherrypy.NotFound(), False),
+    ({'trailing_slash': {'on': True}}, cherrypy.NotFound(), False),
+    ({'session_auth': {'on': True}, 'staticdir': {'on': True}}, lambda: None, False),
 ])
 def test_a_body_is_read_only_where_a_handler_can_take_it(toolmap, handler, read):
-    """No handler (404) or a static file: CherryPy is told not to read the body."""
+    """No handler (404) or a static file: CherryPy is told not to read the body.
+
+    Unless a tool that may answer in the handler's place is on (session_auth's do_login).
+    """
     request = cherrypy._cprequest.Request(None, None)
     request.toolmaps = {'tools': toolmap}
     request.handler = handler

@@ -88,6 +88,14 @@ def test_web_serves_the_runtime_image_hardened_with_its_health_check_on_port(com
     assert 'profiles' not in web
 
 
+def test_web_trusts_no_proxy_unless_told_and_passes_the_settings_on(compose_file):
+    """Its port faces clients: TRUSTED_PROXIES (and ALLOWED_HOSTS) empty unless set."""
+    assert compose_file['services']['web']['environment'] == {
+        'TRUSTED_PROXIES': '${TRUSTED_PROXIES:-}',
+        'FORWARDED_HEADER': '${FORWARDED_HEADER:-x-forwarded-for}',
+        'ALLOWED_HOSTS': '${ALLOWED_HOSTS:-}'}
+
+
 def test_build_defaults_to_the_dockerfile_base_and_takes_python_image(compose_file):
     """PYTHON_IMAGE picks the base, as for run.sh; unset, it is the Dockerfile's default."""
     args = compose_file['services']['web']['build']['args']

@@ -10,6 +10,7 @@ Two kinds of proof, both offline:
 """
 import functools
 import glob
+import ipaddress
 import os
 import re
 import shlex
@@ -326,6 +327,23 @@ def test_deployment_env_names_only_variables_the_app_reads():
     for variable in container().get('env', []):
         assert re.search(rf"""['"]{variable['name']}['"]""", source), variable['name']
     app_settings()  # and the app accepts each value (ConfigError otherwise)
+
+
+@pytest.mark.parametrize('peer, trusted', [
+    ('10.244.1.7', True),     # a pod on kind's and flannel's pod network
+    ('10.42.0.9', True),      # k3s
+    ('172.31.5.9', True),     # an ALB (IP mode) or a pod in AWS's default VPC
+    ('192.168.3.4', True),    # Calico's default pool
+    ('fd12:3456::1', True),   # an IPv6 pod network (unique local)
+    ('8.8.8.8', False), ('203.0.113.9', False), ('2001:db8::1', False),
+])
+def test_pods_trust_the_private_ranges_ingresses_send_from_and_nothing_public(peer, trusted):
+    """TRUSTED_PROXIES covers the pod network and VPC ranges of common clusters, all private."""
+    networks = app_settings().trusted_proxies
+    assert networks
+    assert all(network.is_private for network in networks)
+    assert any(ipaddress.ip_address(peer) in network for network in networks) is trusted
+    assert app_settings().forwarded_header == 'x-forwarded-for'  # what ingresses and ALBs write
 
 
 def test_pre_stop_pause_lets_endpoints_go_before_sigterm():

@@ -356,10 +356,15 @@ def test_configuration_table_gives_each_variable_its_default_and_values(fresh_se
     """Each default is what a fresh start uses; each range or choice what the server accepts."""
     default, accepts = configuration_table()[variable.name]
     value = fresh_settings[variable.field]
-    assert default == str(int(value) if isinstance(value, bool) else value)
+    if variable.networks or variable.hosts:
+        assert default == (', '.join(value) or variable.unset)
+    elif variable.path:
+        assert default == (value or variable.unset)
+    else:
+        assert default == str(int(value) if isinstance(value, bool) else value)
     if variable.choices:
         assert accepts == ', '.join(f'`{choice}`' for choice in variable.choices)
-    elif not variable.address:
+    elif not (variable.address or variable.networks or variable.hosts or variable.path):
         assert accepts == f'{variable.low}–{variable.high}'
 
 

@@ -23,6 +23,9 @@ from rawhttp import CRLF, connect, exchange, get, read_response
 APP = os.path.join(ROOT, 'tests', 'cherrypy_app.py')
 # Chunks of 64 KiB in the app's /extras/download (its PULLS).
 PULLS = 1024
+# CherryPy's message for an unexpected error, which its error page shows.
+UNEXPECTED = ('The server encountered an unexpected condition which prevented it from '
+              'fulfilling the request.')
 
 
 @pytest.fixture(scope='module')
@@ -133,6 +136,67 @@ def test_an_http_errors_message_is_on_the_page_escaped_with_a_charset(app):
     assert b'CherryPy' not in body
 
 
+@pytest.mark.parametrize('path', ['/extras/broken', '/extras/loud'])
+def test_a_failing_handlers_500_page_shows_cherrypys_message_and_no_traceback(app, path):
+    """In production the project's 500 page keeps CherryPy's message (test10HTTPErrors).
+
+    No traceback and no version, even from a handler that turns tracebacks on.
+    """
+    status, headers, body = request(app.port, 'GET', path)
+    assert status == 500
+    assert body == serving.request.short_page(serving.request.SERVER_ERROR, UNEXPECTED).encode()
+    assert headers['Content-Type'] == 'text/html; charset=utf-8'
+
+
+def test_an_http_500s_own_message_is_on_the_page_escaped(app):
+    """HTTPError(500, message) shows the app's message, as a 403 does (test10HTTPErrors)."""
+    status, _, body = request(app.port, 'GET', '/extras/unavailable')
+    assert status == 500
+    assert body == serving.request.short_page(
+        serving.request.SERVER_ERROR, 'The catalogue is &lt;b&gt;down&lt;/b&gt;').encode()
+
+
+def test_where_tracebacks_show_the_error_page_is_cherrypys_with_or_without_one(start_server):
+    """An environment that shows tracebacks (CherryPy's test_suite): CherryPy's error page.
+
+    A handler that turns tracebacks off gets CherryPy's page without one, as on cheroot
+    (testErrorHandling, testHookErrors).
+    """
+    served = start_server(env={'TRACEBACKS': '1'}, script=APP).wait_ready()
+    status, _, body = request(served.port, 'GET', '/extras/broken')
+    assert status == 500
+    assert b'RuntimeError: a detail for the log only' in body
+    powered = f'Powered by <a href="http://www.cherrypy.dev">CherryPy {cherrypy.__version__}'
+    assert powered.encode() in body
+    status, _, body = request(served.port, 'GET', '/extras/quiet')
+    assert (status, body.decode()) == (500, cherrypy._cperror._HTTPErrorTemplate % {
+        'status': serving.request.SERVER_ERROR, 'message': UNEXPECTED, 'traceback': '',
+        'version': cherrypy.__version__})
+
+
+def test_session_auths_own_login_path_reads_the_form(app):
+    """session_auth answers /do_login, where dispatch finds no handler: the form is read.
+
+    (CherryPy's testSessionAuthenticate.) Right credentials redirect to the page asked for;
+    wrong ones get the form again, saying why.
+    """
+    form = {'Content-Type': 'application/x-www-form-urlencoded'}
+    status, headers, _ = request(app.port, 'POST', '/members/do_login', headers=form,
+                                 body='username=ann&password=secret&from_page=/members/')
+    assert status == 303
+    assert headers['Location'].endswith('/members/')
+    status, _, body = request(app.port, 'POST', '/members/do_login', headers=form,
+                              body='username=ann&password=guess&from_page=/members/')
+    assert status == 200
+    assert b'Wrong login or password' in body
+
+
+def test_a_post_to_a_missing_page_beside_session_auth_still_gets_404(app):
+    """With session_auth on (testSessionAuthenticate), a path nothing answers is still 404."""
+    form = {'Content-Type': 'application/x-www-form-urlencoded'}
+    assert request(app.port, 'POST', '/nowhere', headers=form, body='a=b')[0] == 404
+
+
 def test_max_request_body_size_0_means_no_limit(start_server):
     """Item 4: CherryPy's `server.max_request_body_size: 0` takes bodies of any size."""
     served = start_server(env={'NO_BODY_CAP': '1'}, script=APP).wait_ready()
@@ -221,7 +285,8 @@ def test_a_sized_answer_failing_midway_is_cut_short():
         return chunks()
 
     port = free_port()
-    halt = serve_in_thread(serving.guard.Guard(app, serving.health.draining), '127.0.0.1', port)
+    halt = serve_in_thread(serving.guard.Guard(app, serving.health.draining), '127.0.0.1', port,
+                           idle_timeout=10)
     try:
         raw = exchange(port, get('/'))
     finally:
@@ -242,6 +307,19 @@ def test_a_chunked_answer_failing_midway_ends_cleanly_as_granian_does(app):
     assert raw.startswith(b'HTTP/1.1 200')
     assert raw.endswith(b'first chunk \r\n0\r\n\r\n<OPEN>')
     assert b'Unrecoverable' not in raw
+
+
+def test_a_gzipped_stream_failing_before_its_own_first_chunk_ends_cleanly_as_granian_does(app):
+    """Item 8, left (testGzip): gzip's header is the first chunk, so the answer has started.
+
+    cheroot sends the same start and header, then cuts the chunked body; granian ends it.
+    """
+    raw = exchange(app.port, get('/extras/fails_gzipped', b'Accept-Encoding: gzip'))
+    head, _, body = raw.partition(CRLF * 2)
+    assert head.startswith(b'HTTP/1.1 200')
+    assert b'content-encoding: gzip' in head.lower()
+    assert body.startswith(b'2\r\n\x1f\x8b\r\n')  # gzip's magic bytes, its first chunk
+    assert body.endswith(b'\r\n0\r\n\r\n<OPEN>')
 
 
 def test_an_encoded_slash_is_a_slash_before_dispatch_as_granian_does(app):
@@ -439,15 +517,22 @@ def test_a_stream_raising_before_its_first_chunk_is_a_500(closable):
     assert getattr(answers[0], 'closed', True)
 
 
-def test_with_tracebacks_on_the_error_page_is_cherrypys_own():
-    """Tracebacks on (not production): CherryPy's page, its traceback and version included."""
-    cherrypy.config.update({'request.show_tracebacks': True})
+@pytest.mark.parametrize('environment, cherrypys', [
+    ('test_suite', True), (None, True), ('production', False), ('staging', False)])
+def test_the_error_page_is_cherrypys_own_where_the_environment_shows_tracebacks(
+        environment, cherrypys):
+    """CherryPy's page, its traceback and version included, unless production-like."""
+    before = dict(cherrypy.config)
+    cherrypy.config['environment'] = environment
     try:
         page = serving.request.error_page('404 Not Found', 'gone', 'Traceback: here', '18.10.0')
     finally:
-        cherrypy.config.update({'request.show_tracebacks': False})
-    assert 'Traceback: here' in page
-    assert 'Powered by <a href="http://www.cherrypy.dev">CherryPy 18.10.0</a>' in page
+        cherrypy.config.clear()
+        cherrypy.config.update(before)
+    assert ('Traceback: here' in page) is cherrypys
+    assert ('Powered by <a href="http://www.cherrypy.dev">CherryPy 18.10.0</a>' in page) \
+        is cherrypys
+    assert '<p>gone</p>' in page
 
 
 def test_repeated_parameters_survive_the_mend(app):

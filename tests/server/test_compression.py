@@ -1,7 +1,9 @@
-"""Text answers go gzipped to clients that accept it; nothing else changes (serving/compression.py)."""
+"""Text answers go gzipped to clients that accept it, nothing else changing (compression.py)."""
 import gzip
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import request
 from serving import compression
@@ -114,3 +116,19 @@ def test_an_answer_already_encoded_or_not_whole_is_left_as_it_is():
         headers, body = compress([('Content-Type', 'text/html')], status=status)
         assert body == b'x' * 1000
         assert headers == [('Content-Type', 'text/html'), ('Vary', 'Accept-Encoding')]
+
+
+@given(st.text(max_size=200) | st.lists(st.sampled_from(
+    ['gzip', 'GZip', '*', 'br', 'identity', ';', ',', 'q=', '0', '1', '.', ' ', '=', 'x-gzip']),
+    max_size=40).map(''.join))
+@settings(max_examples=500, deadline=None, derandomize=True)
+def test_any_accept_encoding_is_read_without_error(accept):
+    """Whatever a client sends as Accept-Encoding, the answer is a yes or a no."""
+    assert compression.accepts_gzip(accept) in (True, False)
+
+
+def test_a_long_accept_encoding_is_read_to_its_end():
+    """8 KiB of codings (what hyper's header buffer lets through): the last one counts too."""
+    accept = ', '.join(['identity;q=0.5'] * 550)
+    assert not compression.accepts_gzip(accept)
+    assert compression.accepts_gzip(accept + ', gzip')
