@@ -78,7 +78,10 @@ class Utf8Handler:
         # Encoded, the length differs from the handler's count of characters: CherryPy's
         # encode tool drops a handler's Content-Length too, and finalize() counts the bytes.
         # A stream keeps its own, as with that tool: nothing could count it before it is sent.
-        if not cherrypy.serving.response.stream:
+        # So does an iterable of another type than text/* (that tool leaves those alone): a
+        # file from serve_file, which finalize() would otherwise read whole into memory.
+        if not cherrypy.serving.response.stream and (
+                isinstance(body, str) or content_type.startswith('text/')):
             headers.pop('Content-Length', None)
         if isinstance(body, str):
             return body.encode('utf-8')

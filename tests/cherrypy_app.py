@@ -30,6 +30,14 @@ def wrapped_handler():
 cherrypy.tools.wrapped = cherrypy.Tool('before_handler', wrapped_handler, priority=50)
 
 
+# The download's chunks (64 KiB each: 64 MiB, more than loopback's buffers hold), and a
+# note of each one pulled.
+PULLS = 1024
+PULLED: list[int] = []
+# Names of the endless streams whose request has ended (Extras.endless).
+ENDED: set[str] = set()
+
+
 class Extras:
     """Handlers that use CherryPy as its documentation shows."""
 
@@ -149,6 +157,40 @@ class Extras:
         """Answer str JSON under the type the handler sets."""
         cherrypy.response.headers['Content-Type'] = 'application/json'
         return '{"name": "café"}'
+
+    @cherrypy.expose
+    @cherrypy.config(**{'response.stream': True})
+    def endless(self, name):
+        """Stream without end; note `name` as ended once the request ends (on_end_request)."""
+        cherrypy.request.hooks.attach('on_end_request', lambda: ENDED.add(name))
+
+        def chunks():
+            while True:
+                yield b'x' * 1024
+        return chunks()
+
+    @cherrypy.expose
+    def ended(self, name):
+        """Tell whether the request streaming `name` has ended."""
+        return repr(name in ENDED)
+
+    @cherrypy.expose
+    def download(self):
+        """Answer PULLS chunks of 64 KiB under their length, as serve_file's file; count pulls."""
+        cherrypy.response.headers['Content-Type'] = 'application/octet-stream'
+        cherrypy.response.headers['Content-Length'] = str(PULLS * 65536)
+        PULLED.clear()
+
+        def chunks():
+            for _ in range(PULLS):
+                PULLED.append(1)
+                yield b'x' * 65536
+        return chunks()
+
+    @cherrypy.expose
+    def pulled(self):
+        """Tell how many chunks of the download have been pulled so far."""
+        return str(len(PULLED))
 
     @cherrypy.expose
     def reason(self):

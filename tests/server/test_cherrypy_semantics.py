@@ -21,6 +21,8 @@ from conftest import ROOT, free_port, request, wait_until
 from rawhttp import CRLF, connect, exchange, get, read_response
 
 APP = os.path.join(ROOT, 'tests', 'cherrypy_app.py')
+# Chunks of 64 KiB in the app's /extras/download (its PULLS).
+PULLS = 1024
 # CherryPy's message for an unexpected error, which its error page shows.
 UNEXPECTED = ('The server encountered an unexpected condition which prevented it from '
               'fulfilling the request.')
@@ -107,6 +109,21 @@ def test_an_http_1_0_keep_alive_answer_says_keep_alive_as_cheroot_spells_it(app)
     raw = exchange(app.port, b'GET /healthcheck HTTP/1.0\r\nHost: localhost\r\n\r\n')
     assert b'onnection' not in raw
     assert raw.endswith(b'Yay')
+
+
+def test_a_files_answer_is_read_as_it_goes_not_whole_first(app):
+    """A handler's file-like answer (not text/*, not streamed) keeps its Content-Length.
+
+    CherryPy then sends it as it reads it; without its length, finalize() would read all of
+    it into memory before the first byte went out (64 MiB here, per request).
+    """
+    with connect(app.port) as sock:
+        sock.sendall(get('/extras/download'))
+        head = sock.recv(1024).partition(CRLF * 2)[0]
+        assert head.startswith(b'HTTP/1.1 200')
+        assert f'content-length: {PULLS * 65536}'.encode() in head
+        # The reader has read nothing past the head: the rest waits in buffers, unread.
+        assert int(body_of(app, '/extras/pulled')[1]) < PULLS
 
 
 def test_an_http_errors_message_is_on_the_page_escaped_with_a_charset(app):
@@ -241,7 +258,8 @@ def test_a_non_ascii_cookie_empties_the_header_as_granian_does_and_is_logged(app
     """Item 7 (granian #335): the whole Cookie header arrives empty; the server says so."""
     raw = exchange(app.port, get('/extras/cookie', 'Cookie: name=café; session_id=1'.encode()))
     assert raw.split(CRLF * 2, 1)[1] == b"''<OPEN>"
-    wait_until(lambda: 'a Cookie header arrived empty' in app.stderr(), what='the warning')
+    wait_until(lambda: 'a Cookie header arrived empty: sent so, or granian blanked' in
+               app.stderr(), what='the warning')
 
 
 def test_an_answer_failing_before_its_first_byte_is_a_500(app):
@@ -375,6 +393,36 @@ def test_header_names_go_out_in_lower_case_as_granian_does(app):
     head = exchange(app.port, get('/healthcheck')).partition(CRLF * 2)[0]
     assert b'\r\ncontent-type: ' in head
     assert b'Content-Type' not in head
+
+
+def test_a_static_files_validators_go_out_in_lower_case_as_granian_does(app):
+    """`last-modified` and `content-length` in lower case; the 304 works on the value.
+
+    CherryPy's suite looks them up as CherryPy spells them, finds none and fails
+    (docs/cherrypy.md: test_modif sends an empty If-Modified-Since, testGzipStaticCache
+    finds no Content-Length).
+    """
+    head = exchange(app.port, get('/logo.png')).partition(CRLF * 2)[0].decode('latin-1')
+    fields = dict(line.split(': ', 1) for line in head.split('\r\n')[1:])
+    assert {'last-modified', 'content-length'} <= set(fields)
+    assert not {'Last-Modified', 'Content-Length'} & set(fields)
+    status, headers, body = request(app.port, 'GET', '/logo.png',
+                                    headers={'If-Modified-Since': fields['last-modified']})
+    assert (status, body, headers['Content-Length']) == (304, b'', None)
+
+
+def test_a_client_dropping_a_stream_ends_its_request(app):
+    """A client that goes mid-stream ends the request: on_end_request runs, the stream stops.
+
+    granian stops pulling the answer once hyper drops the connection, and closes it: CherryPy's
+    request closes, as when cheroot's write fails (the suite's testEndRequestOnDrop).
+    """
+    with connect(app.port) as sock:
+        sock.sendall(get('/extras/endless?name=dropped'))
+        assert sock.recv(1024).startswith(b'HTTP/1.1 200')
+    wait_until(lambda: body_of(app, '/extras/ended?name=dropped') == (200, 'True'),
+               what='the end of the dropped request')
+    assert body_of(app, '/extras/ended?name=other') == (200, 'False')
 
 
 def test_bare_lf_line_ends_are_read_as_granian_does(app):
