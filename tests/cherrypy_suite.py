@@ -6,9 +6,9 @@ usage: python tests/cherrypy_suite.py [--json FILE] [MODULE ...]
   (cheroot), then through the project's stack (serving.startup.configure + Guard + granian's WSGI
   worker). Prints passed/failed/skipped per module for both, then every test that passes on
   cheroot and not on the stack, marked as docs/cherrypy.md lists it: `deliberate` (the
-  project's choice), `granian` (decided by granian, pinned by a test), `open` (known, not yet
-  settled), or `NEW`. Exits 1 when a new one appears or a listed one, not open, passes
-  again (the list must shrink with the fix), 0 otherwise.
+  project's choice), `granian` (decided by granian, pinned by a test), or `NEW`. Exits 1 when
+  a new one appears or a listed one passes again (the list must shrink with the fix), 0
+  otherwise.
 """
 import argparse
 import json
@@ -47,8 +47,7 @@ TEST_TIMEOUT = 20
 # A difference listed in docs/cherrypy.md: a table row starting with `module::[Class::]test`,
 # under the heading of its kind.
 _LISTED = re.compile(r'^\|\s*`(test_\w+(?:::\w+){1,2})`', re.MULTILINE)
-KINDS = {'deliberate': '## Deliberate differences', 'granian': '## Decided by granian',
-         'open': '## Open differences'}
+KINDS = {'deliberate': '## Deliberate differences', 'granian': '## Decided by granian'}
 
 
 def free_port():
@@ -125,24 +124,19 @@ def compare(results, modules, known):
     lost = sorted(name for name, outcome in results['cheroot'].items()
                   if outcome == 'passed' and results['stack'].get(name) != 'passed')
     new = [name for name in lost if name not in known]
-    mended = sorted(name for name, kind in known.items()
-                    if results['stack'].get(name) == 'passed' and kind != 'open')
-    # An open one that passes is noted, not failed: some (timeouts) pass now and then.
-    passing = sorted(name for name, kind in known.items()
-                     if results['stack'].get(name) == 'passed' and kind == 'open')
+    mended = sorted(name for name in known if results['stack'].get(name) == 'passed')
     kinds = [known.get(name, 'NEW') for name in lost]
     print(f'\npass on cheroot, not on the stack: {len(lost)} ({kinds.count("deliberate")} '
-          f'deliberate, {kinds.count("granian")} granian, {kinds.count("open")} open, '
-          f'{len(new)} new)')
+          f'deliberate, {kinds.count("granian")} granian, {len(new)} new)')
     for name, kind in zip(lost, kinds, strict=True):
         print(f'  {kind:10}  {name}')
-    for name in mended + passing:
+    for name in mended:
         print(f'  passes now, still listed in docs/cherrypy.md: {name}')
     return new, mended
 
 
 def main(argv=None):
-    """Run both servers, print the comparison; exit 1 if a difference is not deliberate."""
+    """Run both servers, print the comparison; exit 1 if a difference is not listed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('modules', nargs='*', default=MODULES)
     parser.add_argument('--json', help='write both runs\' outcomes to this file')
