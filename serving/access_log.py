@@ -10,7 +10,7 @@ from typing import Any
 import cherrypy
 from cherrypy._cplogging import LogManager
 
-from serving.request_ids import TAGGED
+from serving.request_ids import KEY, TAGGED
 
 # Atoms CherryPy's access log would escape: quotes, backslashes, anything unprintable.
 _NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]').search
@@ -90,7 +90,7 @@ class AccessLog(LogManager):
                 'duration_ms': round((time.time() - response.time) * 1000, 3),
                 'user_agent': dict.get(headers, 'User-Agent', ''),
                 'referer': dict.get(headers, 'Referer', ''),
-                'request_id': headers.get('X-Request-ID', ''),
+                'request_id': getattr(request, 'wsgi_environ', {}).get(KEY, ''),
             }, ensure_ascii=False))
         except Exception:
             self(traceback=True)

@@ -1,4 +1,5 @@
 """gzip for text answers sent in one piece, when the client accepts it (docs/load-balancer.md)."""
+import functools
 import gzip
 import mimetypes
 import re
@@ -16,8 +17,10 @@ _TEXT = re.compile(r'text/|application/(json|(x-)?javascript|xml|manifest\+json)
 _CODING = re.compile(r'\s*([\w*-]+)\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*', re.ASCII)
 
 Headers = list[tuple[str, str]]
+VARY = ('Vary', 'Accept-Encoding')
 
 
+@functools.lru_cache(maxsize=256)
 def accepts_gzip(accept_encoding: str) -> bool:
     """Tell whether an Accept-Encoding value accepts gzip: named, or `*`, with q above 0."""
     quality: dict[str, float] = {}
@@ -32,16 +35,27 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return quality.get('gzip', quality.get('x-gzip', quality.get('*', 0.0))) > 0
 
 
-def compressible(headers: Headers) -> bool:
-    """Tell whether an answer with `headers` is text not yet encoded."""
-    content_type = ''
-    for name, value in headers:
+@functools.lru_cache(maxsize=256)
+def text_type(content_type: str) -> bool:
+    """Tell whether `content_type` (a Content-Type value) names a type that compresses."""
+    return bool(_TEXT.match(content_type))
+
+
+def text_answer(headers: Headers) -> tuple[bool, int | None]:
+    """Return (whether an answer with `headers` is text not yet encoded, where its Vary is).
+
+    One pass over the headers: this runs for every answer sent in one piece.
+    """
+    content_type, vary_at = '', None
+    for index, (name, value) in enumerate(headers):
         lowered = name.lower()
-        if lowered == 'content-encoding':
-            return False
         if lowered == 'content-type':
             content_type = value
-    return bool(_TEXT.match(content_type))
+        elif lowered == 'vary':
+            vary_at = index
+        elif lowered == 'content-encoding':
+            return False, vary_at
+    return text_type(content_type), vary_at
 
 
 def with_vary(headers: Headers) -> Headers:
@@ -53,7 +67,7 @@ def with_vary(headers: Headers) -> Headers:
                 headers = [*headers[:index], (name, f'{value}, Accept-Encoding'),
                            *headers[index + 1:]]
             return headers
-    return [*headers, ('Vary', 'Accept-Encoding')]
+    return [*headers, VARY]
 
 
 def not_modified(environ: WSGIEnvironment, headers: Headers) -> Headers:
@@ -62,7 +76,7 @@ def not_modified(environ: WSGIEnvironment, headers: Headers) -> Headers:
     A 304 names no type: the path's tells, and a path with none may be a page.
     """
     guessed, _ = mimetypes.guess_type(environ.get('PATH_INFO', ''))
-    if guessed and not _TEXT.match(guessed):
+    if guessed and not text_type(guessed):
         return headers
     return with_vary(headers)
 
@@ -76,12 +90,13 @@ def compressed(environ: WSGIEnvironment, status: str, headers: Headers,
     gzipped bytes differ from the ones it names; Accept-Ranges goes, since a range of them
     could not be resumed from the plain bytes a Range request gets.
     """
-    if not compressible(headers):
+    text, vary_at = text_answer(headers)
+    if not text:
         return headers, body
-    headers = with_vary(headers)
-    if (not status.startswith('200') or len(body) < MIN_SIZE
-            or environ.get('REQUEST_METHOD') == 'HEAD'
-            or not accepts_gzip(environ.get('HTTP_ACCEPT_ENCODING', ''))):
+    headers = [*headers, VARY] if vary_at is None else with_vary(headers)
+    accept = environ.get('HTTP_ACCEPT_ENCODING')
+    if (not accept or not status.startswith('200') or len(body) < MIN_SIZE
+            or environ.get('REQUEST_METHOD') == 'HEAD' or not accepts_gzip(accept)):
         return headers, body
     body = gzip.compress(body, LEVEL, mtime=0)
     kept = []

@@ -18,7 +18,7 @@ from serving.proxies import Proxies
 from serving.redirects import host_name, relative_location
 from serving.refusals import refusal, tidy
 from serving.request import SERVER_ERROR, cherrypy_pages, short_page, shown_message
-from serving.request_ids import answering, assign
+from serving.request_ids import HEADER, assign, current, forget
 from serving.streaming import Streamed, resumed
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ class Guard:
         self.body_waiters = body_waiters
         # The page policy's headers (landing.py's HEADERS), as (name, value) pairs.
         self.policy = tuple((policy or {}).items())
+        self.policy_names = tuple((name.lower(), (name, value)) for name, value in self.policy)
         self.max_body = max_body
         self.body_timeout = body_timeout
         # At most this many threads wait for request bodies at once (None: no cap).
@@ -95,18 +96,29 @@ class Guard:
         The Server header is always ours; each policy header is added unless the answer sets
         its own (a page with a CSP of its own keeps it).
         """
-        given = {name.lower() for name, _ in headers}
-        headers = [(name, value) for name, value in headers if name.lower() != 'server']
-        headers.append(SERVER)
-        headers.extend(pair for pair in self.policy if pair[0].lower() not in given)
+        given = set()
+        sent = []
+        for pair in headers:  # one pass: this runs for every answer
+            name = pair[0].lower()
+            given.add(name)
+            if name != 'server':
+                sent.append(pair)
+        sent.append(SERVER)
+        sent.extend(pair for name, pair in self.policy_names if name not in given)
+        request_id = getattr(current, 'value', None)
+        if request_id:
+            sent.append((HEADER, request_id))
         if self.draining.value:
-            headers.append(('Connection', 'close'))
-        return headers
+            sent.append(('Connection', 'close'))
+        return sent
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request, counted and timed when metrics are on."""
         if self.metrics is None:
-            return self.answer(environ, start_response)
+            try:
+                return self.answer(environ, start_response)
+            finally:
+                forget()
         started = self.metrics.started()
         statuses: list[str] = []
 
@@ -118,6 +130,7 @@ class Guard:
         try:
             return self.answer(environ, start)
         finally:
+            forget()
             status = int(statuses[-1][:3]) if statuses else 500
             self.metrics.finished(started, environ.get('REQUEST_METHOD', ''),
                                   environ.get(ROUTE, 'error'), status)
@@ -138,9 +151,8 @@ class Guard:
 
     def answer(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Refuse the request, or mend it and pass it to the app; return the body."""
-        # Every answer names the request's ID, refusals included.
-        trusted = self.proxies is not None and self.proxies.trusts_peer(environ)
-        start_response = answering(start_response, assign(environ, trusted))
+        # Every answer names the request's ID, refusals included (headers()).
+        assign(environ, self.proxies is not None and self.proxies.trusts_peer(environ))
         # 'HTTP/1' is granian's name for HTTP/1.0 (tidy() mends it for CherryPy).
         if environ.get('SERVER_PROTOCOL') == 'HTTP/1' \
                 and environ.get('HTTP_CONNECTION', '').lower() == 'keep-alive':

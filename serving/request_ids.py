@@ -2,22 +2,20 @@
 
 A load balancer's own ID (ALB's X-Amzn-Trace-Id aside, most send X-Request-ID) is kept when a
 trusted proxy (TRUSTED_PROXIES) sends it and it is short and plain; any other is replaced, so
-a client cannot write what lands in the logs. The app reads it as the request's
-`X-Request-ID` header.
+a client cannot write what lands in the logs. The app reads it as
+`cherrypy.request.wsgi_environ['landing.request_id']` (and as the X-Request-ID header when the
+request came with one: replaced, the app never sees a forged one).
 """
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
-from wsgiref.types import StartResponse, WSGIEnvironment
-
-if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
+from wsgiref.types import WSGIEnvironment
 
 HEADER = 'X-Request-ID'
 ENVIRON_KEY = 'HTTP_X_REQUEST_ID'
+# Where the app finds the ID in its environ.
+KEY = 'landing.request_id'
 # What a kept ID may be: printable ASCII without spaces or quotes, as UUIDs, hex, base64 and
 # AWS trace IDs are; at most 128 characters.
 _KEPT = re.compile(r'[A-Za-z0-9._:+/=-]{1,128}', re.ASCII)
@@ -27,22 +25,20 @@ current = threading.local()
 
 
 def assign(environ: WSGIEnvironment, trusted: bool) -> str:
-    """Return the request's ID, put in its environ: a trusted proxy's if plain, else a new one."""
-    given = environ.get(ENVIRON_KEY, '')
-    request_id = given if trusted and _KEPT.fullmatch(given) else os.urandom(16).hex()
-    environ[ENVIRON_KEY] = current.value = request_id
+    """Return the request's ID, noted in its environ: a trusted proxy's if plain, else new."""
+    given = environ.get(ENVIRON_KEY)
+    if given is None:  # most requests: nothing for CherryPy to parse as a header
+        request_id = os.urandom(16).hex()
+    else:
+        request_id = given if trusted and _KEPT.fullmatch(given) else os.urandom(16).hex()
+        environ[ENVIRON_KEY] = request_id
+    environ[KEY] = current.value = request_id
     return request_id
 
 
-def answering(start_response: StartResponse, request_id: str) -> StartResponse:
-    """Wrap `start_response` so the answer names the request's ID."""
-    def start(status: str, headers: list[tuple[str, str]],
-              exc_info: 'OptExcInfo | None' = None) -> Callable[[bytes], object]:
-        headers = [*headers, (HEADER, request_id)]
-        if exc_info is None:
-            return start_response(status, headers)
-        return start_response(status, headers, exc_info)
-    return cast(StartResponse, start)
+def forget() -> None:
+    """End this thread's request: later lines it logs are no request's."""
+    current.value = None
 
 
 class Tagged(logging.Filter):

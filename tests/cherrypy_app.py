@@ -108,6 +108,13 @@ class Extras:
         return cherrypy.request.base
 
     @cherrypy.expose
+    def request_id(self):
+        """Return the request's ID as the app finds it, and its X-Request-ID header if any."""
+        request = cherrypy.request
+        return repr((request.wsgi_environ['landing.request_id'],
+                     request.headers.get('X-Request-ID')))
+
+    @cherrypy.expose
     def header(self, name):
         """Return request header `name` as CherryPy received it."""
         return repr(cherrypy.request.headers.get(name))

@@ -49,12 +49,22 @@ def test_a_clients_own_id_is_replaced(app_port):
 def test_a_trusted_proxys_plain_id_is_kept_and_the_app_sees_it(start_server, sent, kept):
     """From a trusted peer a short, plain ID is kept; the handler reads the same one."""
     served = start_server(env={'TRUSTED_PROXIES': '127.0.0.1/32'}, script=APP).wait_ready()
-    status, answer, body = request(served.port, 'GET', '/extras/header?name=X-Request-ID',
+    status, answer, body = request(served.port, 'GET', '/extras/request_id',
                                    headers={'X-Request-ID': sent})
     assert status == 200
-    assert (answer['X-Request-ID'] == sent) is kept
-    assert kept or MADE.fullmatch(answer['X-Request-ID'])
-    assert body.decode() == repr(answer['X-Request-ID'])
+    given = answer['X-Request-ID']
+    assert (given == sent) is kept
+    assert kept or MADE.fullmatch(given)
+    # Replaced in its header too: the app never reads the one the client sent.
+    assert body.decode() == repr((given, given))
+
+
+def test_the_app_finds_the_id_of_a_request_that_came_without_one(app_port, start_server):
+    """In its environ, always; no header is made up for it."""
+    served = start_server(script=APP).wait_ready()
+    status, answer, body = request(served.port, 'GET', '/extras/request_id')
+    assert status == 200
+    assert body.decode() == repr((answer['X-Request-ID'], None))
 
 
 def test_the_json_access_line_names_the_answers_id(start_server):
