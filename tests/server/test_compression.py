@@ -132,3 +132,21 @@ def test_a_long_accept_encoding_is_read_to_its_end():
     accept = ', '.join(['identity;q=0.5'] * 550)
     assert not compression.accepts_gzip(accept)
     assert compression.accepts_gzip(accept + ', gzip')
+
+
+def test_the_same_small_answer_is_compressed_once_and_a_big_one_each_time():
+    """Up to REMEMBERED bytes the gzipped bytes are remembered; bigger ones are not kept."""
+    small = b'<p>the same page</p>' * 50
+    hits = compression.gzipped.cache_info().hits
+    first = compress([('Content-Type', 'text/html')], small)[1]
+    again = compress([('Content-Type', 'text/html')], small)[1]
+    assert first == again
+    assert gzip.decompress(first) == small
+    assert compression.gzipped.cache_info().hits == hits + 1
+    big = bytes(range(256)) * (compression.REMEMBERED // 256 + 1)
+    calls = compression.gzipped.cache_info()
+    headers, body = compress([('Content-Type', 'text/plain'), ('Content-Length', str(len(big)))],
+                             big)
+    assert gzip.decompress(body) == big
+    assert ('Content-Length', str(len(body))) in headers
+    assert compression.gzipped.cache_info() == calls
