@@ -119,14 +119,16 @@ class AccessLogs:
     def __call__(self) -> None:
         """Replace each app's stock log manager (a restart leaves ours as they are).
 
-        A WSGI app grafted on the tree (`cherrypy.tree.graft`, a VirtualHost dispatcher) has
-        no CherryPy log: it is left as it is.
+        Every error logger, the global one and each app's, also gets request_ids.TAGGED, so an
+        error line names the request it comes from. A WSGI app grafted on the tree
+        (`cherrypy.tree.graft`, a VirtualHost dispatcher) has no CherryPy log: it is left as
+        it is.
         """
-        # Error lines name the request they come from (request_ids.py).
         cherrypy.log.error_log.addFilter(TAGGED)
         for app in cherrypy.tree.apps.values():
             log = getattr(app, 'log', None)
-            if isinstance(log, LogManager) and not isinstance(log, AccessLog):
-                app.log = AccessLog(log.appid, log.logger_root, json=self.json)
-            if isinstance(getattr(app, 'log', None), LogManager):
-                app.log.error_log.addFilter(TAGGED)
+            if not isinstance(log, LogManager):
+                continue
+            if not isinstance(log, AccessLog):
+                app.log = log = AccessLog(log.appid, log.logger_root, json=self.json)
+            log.error_log.addFilter(TAGGED)

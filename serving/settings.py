@@ -148,17 +148,13 @@ class Variable:
             if not host or not host.isascii() or any(c.isspace() for c in host):
                 raise ConfigError(f'{self.name} must be an address to bind, got {raw!r}')
             return host
-        if self.networks:
+        if self.networks or self.hosts:
+            parse, what = ((parse_networks, 'addresses and CIDR ranges') if self.networks
+                           else (parse_hosts, 'host names'))
             try:
-                return parse_networks(raw)
+                return parse(raw)
             except ValueError as error:
-                raise ConfigError(f'{self.name} must be addresses and CIDR ranges separated '
-                                  f'by commas: {error}') from None
-        if self.hosts:
-            try:
-                return parse_hosts(raw)
-            except ValueError as error:
-                raise ConfigError(f'{self.name} must be host names separated by commas: '
+                raise ConfigError(f'{self.name} must be {what} separated by commas: '
                                   f'{error}') from None
         # int() also takes '+8080', '3_4829', ' 80 ' and Arabic-Indic digits: none is a port.
         if not (raw.isascii() and raw.isdigit() and self.low <= int(raw) <= self.high):

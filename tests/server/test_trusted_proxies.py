@@ -172,6 +172,14 @@ def test_metrics_count_forwarded_requests_as_any_other(serve):
     assert requests_counted(metrics_port, status='5xx') == 0
 
 
+def start_up(**env):
+    """Run `python landing.py` with `env` added until it exits (a bad value: at once)."""
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'landing.py')],
+        env=dict(os.environ, METRICS_PORT='0', PORT=str(free_port()), **env),
+        capture_output=True, text=True, timeout=10)
+
+
 @pytest.mark.parametrize('value, says', [
     ('10.0.0.1/8', '10.0.0.1/8 has host bits set'),
     ('*', "'*' does not appear to be an IPv4 or IPv6 network"),
@@ -179,10 +187,7 @@ def test_metrics_count_forwarded_requests_as_any_other(serve):
 ])
 def test_a_bad_trusted_proxies_value_stops_start_up_with_one_line(value, says):
     """TRUSTED_PROXIES not addresses and ranges: exit 1, one line naming it and the entry."""
-    done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'landing.py')],
-        env=dict(os.environ, METRICS_PORT='0', PORT=str(free_port()), TRUSTED_PROXIES=value),
-        capture_output=True, text=True, timeout=10)
+    done = start_up(TRUSTED_PROXIES=value)
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
     assert line.startswith('landing: TRUSTED_PROXIES must be addresses and CIDR ranges')
@@ -239,10 +244,7 @@ def test_without_allowed_hosts_every_redirect_on_the_site_is_relative(serve):
 ])
 def test_a_bad_allowed_hosts_value_stops_start_up_with_one_line(value, says):
     """ALLOWED_HOSTS with a port or a scheme: exit 1, one line naming it and the entry."""
-    done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'landing.py')],
-        env=dict(os.environ, METRICS_PORT='0', PORT=str(free_port()), ALLOWED_HOSTS=value),
-        capture_output=True, text=True, timeout=10)
+    done = start_up(ALLOWED_HOSTS=value)
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f'landing: ALLOWED_HOSTS must be host names separated by commas: {says} '
