@@ -19,15 +19,12 @@ from serving.redirects import host_name, relative_location
 from serving.refusals import refusal, tidy
 from serving.request import SERVER_ERROR, cherrypy_pages, short_page, shown_message
 from serving.request_ids import HEADER, assign, current, forget
-from serving.streaming import Streamed, resumed
+from serving.static_files import StaticFiles
+from serving.streaming import ONE_PIECE, Streamed, resumed
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
 
-# Answers with a length up to this size (the page, the logo) are handed to granian whole,
-# which writes them from its own I/O: a slow reader holds at most this much, never a thread.
-# Bigger ones (a big file in static/) are pulled by a thread of their own (streaming.py).
-ONE_PIECE = 64 * 1024
 # After a 408 whose body read is still pending, how long the cut-short answer waits before it
 # ends, so that hyper sends what it has before it drops the connection (Guard.cut_off).
 CUT_OFF_GRACE = 0.05
@@ -59,7 +56,8 @@ class Guard:
     times every request, refusals included. With `proxies` (TRUSTED_PROXIES), a request from
     one of them gets the client's address and scheme its forwarded headers name. With
     `allowed_hosts` (ALLOWED_HOSTS), a redirect for any other Host goes out relative; with
-    none, every redirect on the site does.
+    none, every redirect on the site does. With `static` (static_files.StaticFiles), the
+    app's static files are answered before CherryPy sees the request.
     """
 
     def __init__(self, app: App, draining: ctypes.c_byte,
@@ -68,8 +66,10 @@ class Guard:
                  body_waiters: int | None = None,
                  metrics: RequestMetrics | None = None,
                  proxies: Proxies | None = None,
-                 allowed_hosts: frozenset[str] | None = None) -> None:
+                 allowed_hosts: frozenset[str] | None = None,
+                 static: StaticFiles | None = None) -> None:
         self.app = app
+        self.static = static
         self.proxies = proxies
         self.allowed_hosts = allowed_hosts
         self.draining = draining
@@ -88,7 +88,7 @@ class Guard:
         """Return a guard like this one that also counts into `metrics` (one per worker)."""
         return Guard(self.app, self.draining, dict(self.policy), self.max_body,
                      self.body_timeout, self.body_waiters, metrics, self.proxies,
-                     self.allowed_hosts)
+                     self.allowed_hosts, self.static)
 
     def headers(self, headers: Headers) -> Headers:
         """Return `headers` with ours in place, and Connection: close when draining.
@@ -166,6 +166,12 @@ class Guard:
             # the access log, see the client.
             self.proxies.mend(environ)
         tidy(environ)
+        if self.static is not None:
+            found = self.static.answer(environ)
+            if found is not None:
+                environ[ROUTE] = 'static'
+                start_response(found[0], self.headers(found[1]))
+                return found[2]
         body = environ['wsgi.input'] = DeadlineInput(
             environ['wsgi.input'], self.max_body, self.body_timeout,
             environ.get('CONTENT_TYPE', ''), self.body_waiting)

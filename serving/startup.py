@@ -26,6 +26,7 @@ from serving.health import draining
 from serving.proxies import Proxies
 from serving.request import GuardedRequest, error_page
 from serving.settings import CHERRYPY_DEFAULTS, ConfigError, Settings
+from serving.static_files import StaticFiles
 from serving.supervisor import Server, build_server, log
 from serving.workers import begin_worker, run_worker, start_engine, traced_in_every_thread
 
@@ -121,7 +122,8 @@ def mount(root: object, config_path: str, settings: Settings,
                if settings.trusted_proxies else None)
     return Guard(cherrypy.tree, draining, headers, max_body(), settings.body_timeout,
                  max(1, settings.threads // 2), proxies=proxies,
-                 allowed_hosts=frozenset(settings.allowed_hosts) or None)
+                 allowed_hosts=frozenset(settings.allowed_hosts) or None,
+                 static=StaticFiles(app))
 
 
 def load_fresh_app(root: tuple[str, str], config_path: str, supervisor: int,

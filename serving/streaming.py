@@ -9,6 +9,10 @@ from granian.wsgi import ResponseIterWrap
 if TYPE_CHECKING:
     from granian._granian import WSGIScope  # in granian's stub only
 
+# Answers with a length up to this size (the page, the logo) are handed to granian whole,
+# which writes them from its own I/O: a slow reader holds at most this much, never a thread.
+# Bigger ones (a big file in static/) are pulled by a thread of their own (Streamed).
+ONE_PIECE = 64 * 1024
 # A big answer goes out this many bytes at a time; granian queues 4 chunks, so a reader that
 # stops holds a thread of its own and a few chunks, never the whole file.
 STREAM_CHUNK = 16 * 1024

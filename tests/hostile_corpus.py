@@ -410,7 +410,8 @@ def wait_for(condition, deadline, interval=0.05):
 class AppProcess:
     """`python DIR/landing.py` on a free loopback port, output to files, stopped by its PID."""
 
-    def __init__(self, app_dir, workdir, env=None, nofile=None, python=None, port=None):
+    def __init__(self, app_dir, workdir, env=None, nofile=None, python=None, port=None,
+                 script='landing.py'):
         self.app_dir, self.workdir = os.path.abspath(app_dir), str(workdir)
         self.python = python or sys.executable
         self.port = port or free_port()
@@ -429,7 +430,7 @@ class AppProcess:
         with open(self.stdout_path, 'wb') as out, open(self.stderr_path, 'wb') as err:
             # Started from workdir, not the app folder: the app must find its files itself.
             self.proc = subprocess.Popen(
-                [self.python, os.path.join(self.app_dir, 'landing.py')], cwd=self.workdir,
+                [self.python, os.path.join(self.app_dir, script)], cwd=self.workdir,
                 env=environment, stdout=out, stderr=err, preexec_fn=limit)
         self.pid = self.proc.pid
 

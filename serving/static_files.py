@@ -1,0 +1,401 @@
+"""prod.conf's static files answered before CherryPy: its answer, built once, from memory.
+
+CherryPy's staticfile and staticdir tools run the whole request pipeline (headers parsed, the
+dispatcher, the config merged, tools set up) for bytes that never change: nine tenths of a
+logo's time. The guard asks StaticFiles first: a GET or HEAD for a file prod.conf declares is
+answered here, with the answer CherryPy would give (the same headers, 304 on an unchanged
+If-Modified-Since, one Range, HEAD, gzip where the guard would gzip, the access log line).
+Whether a path is a static file is CherryPy's own decision (its dispatcher and merged config,
+asked once per path); anything else, or anything this does not answer exactly as CherryPy
+would (412, 416, If-Range, a section with other tools on), goes to CherryPy as before.
+"""
+import collections
+import dataclasses
+import datetime
+import json
+import logging
+import mimetypes
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+from wsgiref.types import WSGIEnvironment
+
+import cherrypy
+from cherrypy.lib import httputil
+
+from serving.access_log import STOCK_ACCESS_FORMAT, AccessLog, escape
+from serving.compression import compressed, not_modified
+from serving.request_ids import KEY
+from serving.static import static_allowed
+from serving.streaming import ONE_PIECE, Streamed
+
+# Files up to this size are kept in memory and handed to granian whole: its own I/O writes
+# them, so a slow reader holds no thread. Bigger ones are read as they go (streaming.py),
+# and so are files once the memory they all take would pass HELD.
+IN_MEMORY = 256 * 1024
+HELD = 32 * 1024 * 1024
+# Paths remembered (a file's answer, or "not a static file"): at most this many, the least
+# recently asked for going first, so random paths cannot grow the table without end.
+REMEMBERED = 512
+# What a path may hold to be answered here: plain ASCII path characters. Anything else
+# (%-escapes CherryPy unquotes again, backslashes, NULs, `//`) goes to CherryPy's own checks.
+_PLAIN = re.compile(r'(/[A-Za-z0-9_~!$&\'()*+,;=:@.-]+)+', re.ASCII).fullmatch
+# Tools that change nothing in a static file's answer: error-time logging, and the ones
+# that act only on a handler (static answers have none), encode among them while it is off.
+_HARMLESS = frozenset({'staticdir', 'staticfile', 'response_headers', 'log_tracebacks',
+                       'log_headers', 'trailing_slash', 'handler'})
+# Keys of a static tool this answers as CherryPy would; others (index, debug) send the
+# path to CherryPy.
+_KNOWN_KEYS = frozenset({'on', 'root', 'dir', 'filename', 'section', 'match', 'content_types'})
+# What CherryPy's 304 leaves out (HTTPRedirect.set_response), lower case.
+_NOT_ON_304 = frozenset({'allow', 'content-encoding', 'content-language', 'content-length',
+                         'content-location', 'content-md5', 'content-range', 'content-type',
+                         'expires', 'last-modified'})
+# The protocols CherryPy reads as 1.0 and 1.1 (tidy() names granian's HTTP/1 as 1.0).
+_PROTOCOLS = frozenset({'HTTP/1.0', 'HTTP/1.1'})
+STREAM_CHUNK = 64 * 1024
+
+Headers = list[tuple[str, str]]
+# An answer: its status, headers and body.
+Answer = tuple[str, Headers, Iterable[bytes]]
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticFile:
+    """One path's answer: the file it names, as found, and its 200's headers."""
+
+    path: str
+    identity: tuple[int, int, int]  # (inode, size, mtime in ns): a change means read anew
+    size: int
+    last_modified: str
+    headers: tuple[tuple[str, str], ...]  # the 200's headers but Date and Content-Length
+    body: bytes | None  # None: bigger than IN_MEMORY, read as it goes
+    logged: bool
+
+
+class StaticFiles:
+    """The static files of a CherryPy app, answered from memory before CherryPy sees them."""
+
+    def __init__(self, app: Any, remembered: int = REMEMBERED, held: int = HELD) -> None:
+        """Answer `app`'s static files; remember at most `remembered` paths, `held` bytes."""
+        self.app = app
+        self.remembered, self.most_held = remembered, held
+        self.known: collections.OrderedDict[str, StaticFile | None] = collections.OrderedDict()
+        self.lock = threading.Lock()
+        self.held = 0  # bytes of the files kept in memory
+        # Sections where a static tool is on: paths elsewhere skip the lookup at once.
+        self.sections = tuple(sorted(
+            section.rstrip('/') for section, conf in app.config.items()
+            if section.startswith('/') and (conf.get('tools.staticfile.on')
+                                            or conf.get('tools.staticdir.on'))))
+
+    def answer(self, environ: WSGIEnvironment) -> Answer | None:
+        """Return the answer to `environ` if it asks for a static file, else None (CherryPy's).
+
+        The access log has its line once this returns: the guard only starts the answer.
+        """
+        method = environ['REQUEST_METHOD']
+        if method != 'GET' and method != 'HEAD':
+            return None
+        path = environ.get('PATH_INFO', '')
+        if not path.startswith(self.sections) or 'HTTP_IF_RANGE' in environ \
+                or environ['SERVER_PROTOCOL'] not in _PROTOCOLS \
+                or environ.get('CONTENT_LENGTH') or 'HTTP_TRANSFER_ENCODING' in environ \
+                or environ.get('SCRIPT_NAME'):
+            return None
+        started = time.time()
+        found = self.find(path)
+        if found is None or not logs_as_ours(self.app):
+            return None
+        lastmod = found.last_modified
+        unmodified = environ.get('HTTP_IF_UNMODIFIED_SINCE')
+        if unmodified and unmodified != lastmod:
+            return None  # CherryPy's 412 page
+        headers = [*found.headers, ('Date', http_date())]
+        if environ.get('HTTP_IF_MODIFIED_SINCE') == lastmod:
+            # CherryPy's 304 keeps none of the entity's headers (HTTPRedirect.set_response).
+            kept = [pair for pair in headers if pair[0].lower() not in _NOT_ON_304]
+            return self.sent(environ, started, '304 Not Modified',
+                             not_modified(environ, kept), [], found, '-')
+        body = found.body
+        size = found.size
+        if body is None and size <= ONE_PIECE:  # over HELD: read now, sent as the others
+            body = b''.join(read(found.path, 0, size))
+        status = '200 OK'
+        start, stop = 0, size
+        protocol = environ['SERVER_PROTOCOL']
+        if protocol == 'HTTP/1.1':
+            headers.append(('Accept-Ranges', 'bytes'))
+            ranges = httputil.get_ranges(environ.get('HTTP_RANGE'), size)
+            if ranges == [] or ranges and len(ranges) > 1:
+                return None  # CherryPy's 416 page; several ranges (the guard keeps one)
+            if ranges:
+                start, stop = ranges[0][0], min(ranges[0][1], size)
+                status = '206 Partial Content'
+                headers.append(('Content-Range', f'bytes {start}-{stop - 1}/{size}'))
+        length = str(stop - start)
+        headers.append(('Content-Length', length))
+        if body is None:
+            # Bigger than ONE_PIECE: sent as CherryPy's would be, read as it goes, not gzipped.
+            return self.sent(environ, started, status, headers,
+                             [] if method == 'HEAD' else Streamed(read(found.path, start, stop)),
+                             found, length)
+        if stop - start != size:
+            body = body[start:stop]
+        if size <= ONE_PIECE:
+            # As the guard's one-piece answers: a 200 gzipped where the client takes it, a
+            # 206 or HEAD with its Vary only.
+            headers, body = compressed(environ, status, headers,
+                                       b'' if method == 'HEAD' else body)
+        return self.sent(environ, started, status, headers,
+                         [] if method == 'HEAD' else [body], found, length)
+
+    def sent(self, environ: WSGIEnvironment, started: float, status: str, headers: Headers,
+             body: Iterable[bytes], found: StaticFile, length: str) -> Answer:
+        """Log the answer as CherryPy's access log would, and return it.
+
+        `length` is the Content-Length CherryPy's log names: before gzip, '-' for a 304.
+        """
+        if found.logged:
+            log_access(self.app, environ, status, length, started)
+        return status, headers, body
+
+    def find(self, path: str) -> StaticFile | None:
+        """Return the static file `path` names, as it is now; None where CherryPy decides."""
+        with self.lock:
+            seen = path in self.known
+            known = self.known.get(path)
+            if seen:
+                self.known.move_to_end(path)
+        if seen and known is None:
+            return None
+        if known is not None:
+            try:
+                now = os.stat(known.path)
+            except OSError:
+                now = None
+            if now is not None and (now.st_ino, now.st_size, now.st_mtime_ns) == known.identity:
+                return known
+        found = self.look_up(path) if _PLAIN(path) else None
+        with self.lock:
+            if found is not None and found.body is not None \
+                    and self.held + found.size > self.most_held:
+                found = dataclasses.replace(found, body=None)
+            self.forget(path)
+            self.known[path] = found
+            self.held += found.size if found is not None and found.body is not None else 0
+            while len(self.known) > self.remembered:
+                self.forget(next(iter(self.known)))
+        return found
+
+    def forget(self, path: str) -> None:
+        """Drop what is known of `path` (holding the lock), and the memory its bytes took."""
+        known = self.known.pop(path, None)
+        if known is not None and known.body is not None:
+            self.held -= known.size
+
+    def look_up(self, path: str) -> StaticFile | None:
+        """Ask CherryPy what `path` is; return its static file's answer, or None."""
+        config = dispatched_config(self.app, path)
+        if config is None:
+            return None
+        filename = static_file_of(config, path)
+        if filename is None:
+            return None
+        return read_answer(filename, config, path)
+
+
+def dispatched_config(app: Any, path: str) -> dict[str, Any] | None:
+    """Return the config CherryPy's dispatcher merges for `path`, or None for another dispatcher.
+
+    The dispatcher reads the app's sections and each object's `_cp_config` on the way: the
+    config a request for `path` would get, tools and all.
+    """
+    request = app.request_class(httputil.Host('127.0.0.1', 80, ''),
+                                httputil.Host('127.0.0.1', 0, ''))
+    request.app = app
+    dispatch = app.find_config(path, 'request.dispatch', request.dispatch)
+    if type(dispatch) is not cherrypy.dispatch.Dispatcher:
+        return None
+    previous = cherrypy.serving.request, cherrypy.serving.response
+    cherrypy.serving.load(request, app.response_class())
+    try:
+        dispatch.find_handler(path)
+    finally:
+        cherrypy.serving.load(*previous)
+    config: dict[str, Any] = request.config
+    return config
+
+
+def static_file_of(config: Mapping[str, Any], path: str) -> str | None:
+    """Return the file a static tool in `config` serves for `path`, or None.
+
+    None too where the config has another tool on, or a setting this does not answer as
+    CherryPy would, or names hooks or response headers of its own.
+    """
+    for key, value in config.items():
+        if key.startswith(('hooks.', 'response.headers.')):
+            return None
+        if key.startswith('tools.'):
+            tool, _, setting = key[6:].partition('.')
+            if setting == 'on' and value and tool not in _HARMLESS:
+                return None
+            if tool in ('staticdir', 'staticfile') and setting not in _KNOWN_KEYS:
+                return None
+    if config.get('tools.staticfile.on'):
+        tool = 'staticfile'
+        folder, name = os.path.split(os.path.join(config.get('tools.staticfile.root') or '',
+                                                  config['tools.staticfile.filename']))
+    elif config.get('tools.staticdir.on'):
+        tool = 'staticdir'
+        section = config.get('tools.staticdir.section', '/')
+        section = '/' if section == 'global' else section.rstrip('/')
+        folder = os.path.join(config.get('tools.staticdir.root') or '',
+                              os.path.expanduser(config['tools.staticdir.dir']))
+        name = path[len(section) + 1:].lstrip('/')
+    else:
+        return None
+    match = config.get(f'tools.{tool}.match')
+    if not os.path.isabs(folder) or match and not re.search(match, path) \
+            or not static_allowed(folder, name):
+        return None
+    return os.path.join(folder, name)
+
+
+def read_answer(filename: str, config: Mapping[str, Any], path: str) -> StaticFile | None:
+    """Read `filename` and build its answer as CherryPy's serve_file would; None if no file."""
+    try:
+        # Not blocking: a FIFO in static/ would hold the thread until something wrote to it.
+        descriptor = os.open(filename, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        found = os.fstat(descriptor)
+        if not stat.S_ISREG(found.st_mode):  # a folder, a FIFO: CherryPy's to answer
+            return None
+        with open(descriptor, 'rb', closefd=False) as file:
+            body = file.read() if found.st_size <= IN_MEMORY else None
+    finally:
+        os.close(descriptor)
+    # What was read is what is sent, were the file written meanwhile.
+    size = found.st_size if body is None else len(body)
+    last_modified = httputil.HTTPDate(found.st_mtime)
+    # Header by header as CherryPy sets them: its defaults, the section's response_headers,
+    # then serve_file's own.
+    headers = httputil.HeaderMap()
+    headers['Content-Type'] = 'text/html'
+    if config.get('tools.response_headers.on'):
+        for name, value in config.get('tools.response_headers.headers') or ():
+            headers[name] = value
+    headers['Last-Modified'] = last_modified
+    tool = 'staticfile' if config.get('tools.staticfile.on') else 'staticdir'
+    content_type = content_type_of(filename, config.get(f'tools.{tool}.content_types'))
+    if content_type is not None:
+        headers['Content-Type'] = content_type
+    for name in ('Server', 'Date', 'Content-Length'):
+        headers.pop(name, None)
+    return StaticFile(
+        filename, (found.st_ino, found.st_size, found.st_mtime_ns), size,
+        last_modified, tuple((str(name), str(value)) for name, value in headers.items()),
+        body, bool(config.get('request.access_log', True)))
+
+
+def content_type_of(filename: str, content_types: Mapping[str, str] | None) -> str | None:
+    """Return the Content-Type CherryPy's static tools give `filename`, or None."""
+    ext = ''
+    dot = filename.rfind('.')
+    if dot != -1:
+        ext = filename[dot:].lower()
+    if content_types:
+        given = content_types.get(ext.lstrip('.'))
+        if given is not None:
+            return str(given)
+    return mimetypes.types_map.get(ext)
+
+
+def read(filename: str, start: int, stop: int) -> Iterator[bytes]:
+    """Yield bytes start to stop of `filename`, STREAM_CHUNK at a time."""
+    with open(filename, 'rb') as file:
+        file.seek(start)
+        left = stop - start
+        # A file cut short meanwhile ends the answer short: the client sees it incomplete.
+        while left > 0 and (chunk := file.read(min(STREAM_CHUNK, left))):
+            left -= len(chunk)
+            yield chunk
+
+
+_date: tuple[int, str] = (0, '')
+
+
+def http_date() -> str:
+    """Return the Date header's value, formatted once a second."""
+    global _date  # noqa: PLW0603  (one string, replaced whole: safe across threads)
+    second = int(time.time())
+    if _date[0] != second:
+        _date = (second, httputil.HTTPDate(second))
+    return _date[1]
+
+
+def logs_as_ours(app: Any) -> bool:
+    """Tell whether `app` logs with our AccessLog in a format log_access writes."""
+    log = getattr(app, 'log', None)
+    return isinstance(log, AccessLog) and (log.json or
+                                           log.access_log_format == STOCK_ACCESS_FORMAT)
+
+
+def log_access(app: Any, environ: WSGIEnvironment, status: str, length: str,
+               started: float) -> None:
+    """Write the access line CherryPy's log would write for this answer, begun at `started`."""
+    log: AccessLog = app.log
+    logger = log.access_log
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    get = environ.get
+    if log.json:
+        line = json.dumps({
+            'time': datetime.datetime.fromtimestamp(started).astimezone().isoformat(
+                timespec='milliseconds'),
+            'remote_addr': get('REMOTE_ADDR', ''),
+            'method': environ['REQUEST_METHOD'],
+            'path': environ['PATH_INFO'],
+            'query': get('QUERY_STRING', ''),
+            'protocol': environ['SERVER_PROTOCOL'],
+            'status': int(status[:3]),
+            'bytes': int(length) if length.isdigit() else None,
+            'duration_ms': round((time.time() - started) * 1000, 3),
+            'user_agent': header_text(get('HTTP_USER_AGENT', '')),
+            'referer': header_text(get('HTTP_REFERER', '')),
+            'request_id': get(KEY, ''),
+        }, ensure_ascii=False)
+    else:
+        line = '{} - {} {} "{}" {} {} "{}" "{}"'.format(
+            escape(get('REMOTE_HOST') or get('REMOTE_ADDR', '')),
+            escape(get('LOGON_USER') or get('REMOTE_USER') or '-'), log.time(),
+            escape(access_request_line(environ)), status[:3], escape(length),
+            escape(header_text(get('HTTP_REFERER', ''))),
+            escape(header_text(get('HTTP_USER_AGENT', ''))))
+    # The record made as Logger.log makes it, less the search of the stack for the caller
+    # (a sixth of a static answer's time), which no access-log format prints.
+    logger.handle(logger.makeRecord(logger.name, logging.INFO, '', 0, line, None, None))
+
+
+def access_request_line(environ: WSGIEnvironment) -> str:
+    """Return the request line as CherryPy rebuilds it.
+
+    CherryPy decodes the target's bytes as UTF-8; hyper admits only ASCII in a target (it
+    answers 400 to any other byte), which UTF-8 leaves as it is.
+    """
+    query = environ.get('QUERY_STRING', '')
+    if query:
+        return f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}?{query} " \
+               f"{environ['SERVER_PROTOCOL']}"
+    return f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} {environ['SERVER_PROTOCOL']}"
+
+
+def header_text(value: str) -> str:
+    """Return a header's value as CherryPy's request.headers holds it (RFC 2047 decoded)."""
+    return httputil.decode_TEXT_maybe(value) if '=?' in value else value
