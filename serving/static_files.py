@@ -21,7 +21,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 from wsgiref.types import WSGIEnvironment
 
 import cherrypy
@@ -35,12 +35,13 @@ from serving.streaming import ONE_PIECE, Streamed
 
 # Files up to this size are kept in memory and handed to granian whole: its own I/O writes
 # them, so a slow reader holds no thread. Bigger ones are read as they go (streaming.py),
-# and so are files once the memory they all take would pass HELD.
+# and so are those past ONE_PIECE once together they would hold more than HELD bytes.
+# Files up to ONE_PIECE are always kept: at most REMEMBERED x ONE_PIECE (16 MiB).
 IN_MEMORY = 256 * 1024
-HELD = 32 * 1024 * 1024
+HELD = 16 * 1024 * 1024
 # Paths remembered (a file's answer, or "not a static file"): at most this many, the least
 # recently asked for going first, so random paths cannot grow the table without end.
-REMEMBERED = 512
+REMEMBERED = 256
 # What a path may hold to be answered here: plain ASCII path characters. Anything else
 # (%-escapes CherryPy unquotes again, backslashes, NULs, `//`) goes to CherryPy's own checks.
 _PLAIN = re.compile(r'(/[A-Za-z0-9_~!$&\'()*+,;=:@.-]+)+', re.ASCII).fullmatch
@@ -123,8 +124,6 @@ class StaticFiles:
                              not_modified(environ, kept), [], found, '-')
         body = found.body
         size = found.size
-        if body is None and size <= ONE_PIECE:  # over HELD: read now, sent as the others
-            body = b''.join(read(found.path, 0, size))
         status = '200 OK'
         start, stop = 0, size
         protocol = environ['SERVER_PROTOCOL']
@@ -139,20 +138,24 @@ class StaticFiles:
                 headers.append(('Content-Range', f'bytes {start}-{stop - 1}/{size}'))
         length = str(stop - start)
         headers.append(('Content-Length', length))
+        if method == 'HEAD':
+            if size <= ONE_PIECE:  # as the guard's one-piece answers: its Vary
+                headers, _ = compressed(environ, status, headers, b'')
+            return self.sent(environ, started, status, headers, [], found, length)
         if body is None:
-            # Bigger than ONE_PIECE: sent as CherryPy's would be, read as it goes, not gzipped.
-            return self.sent(environ, started, status, headers,
-                             [] if method == 'HEAD' else Streamed(read(found.path, start, stop)),
-                             found, length)
+            # Past ONE_PIECE and not in memory: sent as CherryPy's is, read as it goes.
+            # A file gone since it was found (opened() is None) is CherryPy's 404.
+            file = opened(found.path)
+            return None if file is None else self.sent(
+                environ, started, status, headers, Streamed(chunks(file, start, stop)), found,
+                length)
         if stop - start != size:
             body = body[start:stop]
         if size <= ONE_PIECE:
             # As the guard's one-piece answers: a 200 gzipped where the client takes it, a
-            # 206 or HEAD with its Vary only.
-            headers, body = compressed(environ, status, headers,
-                                       b'' if method == 'HEAD' else body)
-        return self.sent(environ, started, status, headers,
-                         [] if method == 'HEAD' else [body], found, length)
+            # 206 with its Vary only.
+            headers, body = compressed(environ, status, headers, body)
+        return self.sent(environ, started, status, headers, [body], found, length)
 
     def sent(self, environ: WSGIEnvironment, started: float, status: str, headers: Headers,
              body: Iterable[bytes], found: StaticFile, length: str) -> Answer:
@@ -182,12 +185,13 @@ class StaticFiles:
                 return known
         found = self.look_up(path) if _PLAIN(path) else None
         with self.lock:
-            if found is not None and found.body is not None \
+            if found is not None and found.body is not None and found.size > ONE_PIECE \
                     and self.held + found.size > self.most_held:
                 found = dataclasses.replace(found, body=None)
             self.forget(path)
             self.known[path] = found
-            self.held += found.size if found is not None and found.body is not None else 0
+            if found is not None and found.body is not None and found.size > ONE_PIECE:
+                self.held += found.size
             while len(self.known) > self.remembered:
                 self.forget(next(iter(self.known)))
         return found
@@ -195,7 +199,7 @@ class StaticFiles:
     def forget(self, path: str) -> None:
         """Drop what is known of `path` (holding the lock), and the memory its bytes took."""
         known = self.known.pop(path, None)
-        if known is not None and known.body is not None:
+        if known is not None and known.body is not None and known.size > ONE_PIECE:
             self.held -= known.size
 
     def look_up(self, path: str) -> StaticFile | None:
@@ -317,9 +321,17 @@ def content_type_of(filename: str, content_types: Mapping[str, str] | None) -> s
     return mimetypes.types_map.get(ext)
 
 
-def read(filename: str, start: int, stop: int) -> Iterator[bytes]:
-    """Yield bytes start to stop of `filename`, STREAM_CHUNK at a time."""
-    with open(filename, 'rb') as file:
+def opened(filename: str) -> BinaryIO | None:
+    """Return `filename` open for reading, or None if it is gone."""
+    try:
+        return open(filename, 'rb')  # noqa: SIM115  (closed by chunks(), or its caller)
+    except OSError:
+        return None
+
+
+def chunks(file: BinaryIO, start: int, stop: int) -> Iterator[bytes]:
+    """Yield bytes start to stop of `file`, STREAM_CHUNK at a time, then close it."""
+    with file:
         file.seek(start)
         left = stop - start
         # A file cut short meanwhile ends the answer short: the client sees it incomplete.

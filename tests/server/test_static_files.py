@@ -341,21 +341,32 @@ def test_static_answers_carry_our_headers_and_count_as_static(served):
     assert len(headers['X-Request-ID']) == 32
 
 
-def test_remembered_paths_and_bytes_are_bounded(in_process):
-    """Random paths under a static file cannot grow the table; files past the budget are read.
+def test_remembered_paths_and_bytes_are_bounded(tmp_path):
+    """Random paths cannot grow the table; files past the memory budget are read as they go.
 
-    /logo.png/<anything> is the logo, as CherryPy's staticfile serves it.
+    Three files past ONE_PIECE and a budget for two: the third is streamed, its bytes the same.
     """
-    files = static_files.StaticFiles(cherrypy.tree.apps[''], remembered=8, held=15_000)
-    environ = {'REQUEST_METHOD': 'GET', 'SERVER_PROTOCOL': 'HTTP/1.1', 'QUERY_STRING': '',
-               'REMOTE_ADDR': '127.0.0.1'}
+    contents = {name: bytes([number]) * (ONE_PIECE + 1000)
+                for number, name in enumerate(('a.bin', 'b.bin', 'c.bin'))}
+    (tmp_path / 'static').mkdir()
+    for name, content in contents.items():
+        (tmp_path / 'static' / name).write_bytes(content)
+    app = static_app({'/': {'tools.staticdir.root': str(tmp_path)}, '/static': STATIC})
+    files = static_files.StaticFiles(app, remembered=8, held=2 * (ONE_PIECE + 1000))
+    for name, content in contents.items():
+        status, _, body = files.answer({**GET_SITE_CSS, 'PATH_INFO': f'/static/{name}'})
+        assert (status, b''.join(body)) == ('200 OK', content)
+    assert files.held == 2 * (ONE_PIECE + 1000)
+    assert [known.body is not None for known in files.known.values()] == [True, True, False]
     for number in range(50):
-        found = files.answer({**environ, 'PATH_INFO': f'/logo.png/{number}'})
-        assert found is not None
-        assert found[0] == '200 OK'
+        assert files.answer({**GET_SITE_CSS, 'PATH_INFO': f'/static/{number}.css'}) is None
     assert len(files.known) == 8
-    assert files.held <= 15_000
-    assert sum(known.body is not None for known in files.known.values() if known) == 1
+    assert files.held == 0  # the three files were forgotten, and their bytes with them
+
+
+def test_a_file_gone_between_its_check_and_its_read_is_left_to_cherrypy(tmp_path):
+    """opened() of a file removed meanwhile is None: the answer is CherryPy's (a 404)."""
+    assert static_files.opened(str(tmp_path / 'gone.bin')) is None
 
 
 def test_a_connection_keeps_serving_after_static_answers(served):
