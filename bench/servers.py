@@ -37,6 +37,7 @@ http {{
 }}
 """
 
+
 def get(port, path, headers=None, timeout=5.0):
     """GET `path` on a new connection; return (status, headers dict, body)."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
