@@ -230,12 +230,12 @@ def render(results):
                    f"{log['visits_completed']} visits wrk completed; "
                    f"{log['healthcheck_lines']} lines for /healthcheck")
     # What each server's static answer keeps of the app's contract (the fast path's choice).
-    out += ['', '/logo.png caching, every server', *table(
+    out += ['', '/logo.png caching, every server', *(line.rstrip() for line in table(
         ('server', 'Cache-Control', 'Expires', 'Last-Modified', 'If-Modified-Since'),
-        (15, 16, 10, 14, 17),
-        [(name, str(h['cache_control']), 'present' if h['expires'] else '-',
+        (15, 24, 9, 15, 17),
+        [(name, h['cache_control'] or '-', 'present' if h['expires'] else '-',
           'present' if h['last_modified'] else 'MISSING', h['conditional_status'] or '-')
-         for name, h in results['logo_headers'].items()], left=5)]
+         for name, h in results['logo_headers'].items()], left=5))]
     for app, checks in results['targets'].items():
         out += ['', f'Targets, {app}:']
         out += [f"  {({True: 'PASS', False: 'FAIL'}).get(c['ok'], 'n/a'):<4}  {c['what']}: "
