@@ -25,14 +25,17 @@ import tempfile
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-SERVERS = {  # every one but bare cheroot writes an access-log line per request, as the app does
+SERVERS = {  # every one but bare cheroot and granian writes an access-log line per request
     'landing': 'the real `python landing.py`, real prod.conf, its whole process tree',
-    'cheroot': 'a bare cheroot WSGI server sending the same bytes (the ceiling of that stack)',
+    'granian': 'granian alone, set as the app sets it, sending the same bytes (the limit)',
+    'granian-static': "the same, the static files served by granian's own (Rust) file serving",
+    'cheroot': "a bare cheroot WSGI server sending the same bytes (the old stack's ceiling)",
     'http.server': '`python -m http.server` serving the same files (what the seed replaces)',
     'flask': 'Flask on gunicorn, 1 worker, 100 threads (what a user would pick instead)',
+    'uvicorn': 'Starlette on uvicorn, 1 worker, h11 and asyncio (what a user picks today)',
     'nginx': 'nginx, 1 worker, serving the same files (the ceiling for static files)',
 }
-PATHS = ('/', '/healthcheck', '/logo.png')
+PATHS = ('/', '/healthcheck', '/logo.png', '/static/site.css')
 
 
 def parse_args(argv):

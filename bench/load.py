@@ -129,7 +129,7 @@ def measure_rounds(args, live, problems, results, deadline):
                 if others > 100 * report.BUSY_WARN:
                     results['busy_cells'].append(
                         {'server': name, 'path': path, 'round': rnd, 'others_pct': others})
-                print(f"  round {rnd} {path:<13}{name:<12}{figures['rps']:>9,.0f} req/s"
+                print(f"  round {rnd} {path:<17}{name:<15}{figures['rps']:>9,.0f} req/s"
                       f"  p99 {report.fmt_ms(figures['p99_ms'])}", flush=True)
         for name in [] if args.no_hc_under_load else order:
             if problems[name]['/'] or problems[name]['/healthcheck'] \

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import peers
 import psutil
 import readings
 
@@ -21,7 +22,7 @@ NGINX_CONF = """daemon off; worker_processes 1; pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-  types {{ text/html html; image/png png; }} default_type application/octet-stream;
+  types {{ text/html html; image/png png; text/css css; }} default_type application/octet-stream;
   access_log {tmp}/nginx-access.log; sendfile on; tcp_nopush on;
   client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fcgi;
   uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
@@ -31,6 +32,7 @@ http {{
     location = /healthcheck {{ default_type text/plain; add_header Cache-Control no-store;
                               return 200 "Yay"; }}
     location = /logo.png {{ expires 1h; }}
+    location /static/ {{ expires 1h; }}
   }}
 }}
 """
@@ -149,15 +151,24 @@ def make_servers(args, tmp, www):
     py, core, conf = sys.executable, args.server_core, os.path.join(tmp, 'nginx.conf')
     apps = {'landing': (args.app, args.app_env)}
     apps.update((label, (v['dir'], v['env'])) for label, v in args.variants.items())
+    peer = [py, os.path.join(BENCH_DIR, 'peers.py')]
     peers = {
-        'cheroot': [py, os.path.join(BENCH_DIR, 'peers.py'), 'cheroot', '--port', '{port}',
-                    '--www', www, '--threads', str(args.cheroot_threads),
-                    '--queue', str(args.cheroot_queue)],
+        'cheroot': [*peer, 'cheroot', '--port', '{port}', '--www', www,
+                    '--threads', str(args.cheroot_threads), '--queue', str(args.cheroot_queue)],
+        # granian as the app runs it (1 worker, the app's THREADS default), the app left out.
+        'granian': [*peer, 'granian', '--port', '{port}', '--www', www, '--threads', '100'],
+        'granian-static': [*peer, 'granian', '--port', '{port}', '--www', www, '--threads', '100',
+                           '--static'],
         'http.server': [py, '-m', 'http.server', '--bind', HOST, '--directory', www, '{port}'],
         # gunicorn logs no visits unless asked; the app logs every one.
         'flask': [py, '-m', 'gunicorn', '--workers', '1', '--threads', '100', '--bind',
                   f'{HOST}:{{port}}', '--chdir', BENCH_DIR, '--access-logfile', '-',
                   'peers:make_flask_app()'],
+        # uvicorn's plain install (h11, asyncio; no uvloop or httptools), named so that an
+        # extra installed later changes nothing; it logs every visit, as the app does.
+        'uvicorn': [py, '-m', 'uvicorn', '--workers', '1', '--loop', 'asyncio', '--http', 'h11',
+                    '--host', HOST, '--port', '{port}', '--app-dir', BENCH_DIR, '--factory',
+                    'peers:make_starlette_app'],
         'nginx': [shutil.which('nginx') or '/usr/sbin/nginx', '-p', tmp + '/', '-c', conf,
                   '-e', os.path.join(tmp, 'nginx-error.log')],
     }
@@ -174,22 +185,29 @@ def make_servers(args, tmp, www):
 
 
 def prepare_www(tmp, app_dir):
-    """Write the app's page, 'Yay' and logo into tmp/www; return (folder, expected bodies)."""
+    """Write the app's page, 'Yay', logo and stylesheet into tmp/www; return (folder, bodies).
+
+    The files are laid out as peers.FILES names them, so every peer finds them where its kind
+    of server looks (http.server and nginx by path, the others through peers.py).
+    """
     sys.path.insert(0, app_dir)
     import landing  # the real page bytes, from the app being measured
 
     page = landing.PAGE if isinstance(landing.PAGE, bytes) else landing.PAGE.encode()
-    with open(os.path.join(app_dir, 'static', 'logo.png'), 'rb') as file:
-        expected = {'/': page, '/healthcheck': b'Yay', '/logo.png': file.read()}
+    expected = {'/': page, '/healthcheck': b'Yay'}
+    for path in peers.STATIC:        # the app serves each from its static/ folder
+        with open(os.path.join(app_dir, 'static', os.path.basename(path)), 'rb') as file:
+            expected[path] = file.read()
     www = os.path.join(tmp, 'www')
     os.mkdir(www)
-    for name, path in (('index.html', '/'), ('healthcheck', '/healthcheck'),
-                       ('logo.png', '/logo.png')):
+    for path, (name, _) in peers.FILES.items():
+        os.makedirs(os.path.dirname(os.path.join(www, name)), exist_ok=True)
         with open(os.path.join(www, name), 'wb') as file:
             file.write(expected[path])
     # nginx's worker drops root for 'nobody': let it read the files and write its temp dirs.
     os.chmod(tmp, 0o755)
     os.chmod(www, 0o755)
+    os.chmod(os.path.join(www, 'static'), 0o755)
     return www, expected
 
 
