@@ -88,6 +88,8 @@ class Server(MPServer):
     def startup(self, spawn_target: Callable[..., None],
                 target_loader: Callable[..., WSGIApplication]) -> None:
         """Start as granian does; SIGQUIT stops like SIGTERM; serve /metrics, watch the workers."""
+        if self.metrics:
+            exporter.preload()
         # granian's MPServer methods are unannotated: calling them is untyped to mypy.
         super().startup(spawn_target, target_loader)  # type: ignore[no-untyped-call]
         signal.signal(signal.SIGQUIT, self.signal_handler_interrupt)
