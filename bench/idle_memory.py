@@ -1,7 +1,7 @@
 """Start-up to the first 200 and idle memory (PSS) of the app's process tree, per process.
 
 usage: python bench/idle_memory.py [--app DIR ...] [--env KEY=VALUE ...] [--repeats N]
-                                   [--python PATH]
+                                   [--requests N] [--collect] [--python PATH]
 
 Each repeat starts `python landing.py` in every app folder in turn (interleaved: this machine's
 noise falls on all of them alike), times it to the first 200 on /, waits for the tree to go idle,
@@ -24,6 +24,22 @@ SETTLE_DEADLINE = 5.0   # s for the tree to go idle after its first 200
 STOP_DEADLINE = 10.0    # s for the tree to exit after SIGTERM
 PAGE = os.sysconf('SC_PAGE_SIZE')
 PFN_MASK = (1 << 55) - 1  # /proc/PID/pagemap: bits 0-54 name the page frame
+
+
+# --collect: the app run so that its supervisor and each worker make one full garbage collection
+# COLLECT_AFTER s after they start, as any long-running process does sooner or later.
+COLLECT_AFTER = 1.0
+COLLECTING = f"""
+import gc, os, runpy, sys, threading
+def collect_later():
+    timer = threading.Timer({COLLECT_AFTER}, gc.collect)
+    timer.daemon = True
+    timer.start()
+os.register_at_fork(after_in_child=collect_later)
+collect_later()
+sys.argv = ['landing.py']
+runpy.run_path('landing.py', run_name='__main__')
+"""
 
 
 def free_port():
@@ -132,6 +148,17 @@ def cpu_ms(pids):
     return total / 1e6
 
 
+def visit(port, requests):
+    """Send `requests` GET / one after another on one connection (bounded: 5 s timeouts)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=5.0)
+    try:
+        for _ in range(requests):
+            conn.request('GET', '/')
+            conn.getresponse().read()
+    finally:
+        conn.close()
+
+
 def settle(pid):
     """Poll until the tree keeps its PIDs and uses under 2 % of a core, or the deadline passes."""
     end, last = time.monotonic() + SETTLE_DEADLINE, None
@@ -144,7 +171,7 @@ def settle(pid):
         time.sleep(0.2)
 
 
-def measure(app, env, python=None):
+def measure(app, env, python=None, requests=0, collect=False):
     """Start the app in `app`; return its start-up and idle figures.
 
     They are: ms to the first 200, CPU ms used by then, [PSS KiB per process], KiB of the tree
@@ -155,7 +182,8 @@ def measure(app, env, python=None):
            'PYTHONUNBUFFERED': '1', **env}
     python = python or os.path.join(app, '.venv', 'bin', 'python')
     started = time.monotonic()
-    proc = subprocess.Popen([python, 'landing.py'], cwd=app, env=env, stdin=subprocess.DEVNULL,
+    argv = [python, '-c', COLLECTING] if collect else [python, 'landing.py']
+    proc = subprocess.Popen(argv, cwd=app, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while not answers(port):
@@ -164,6 +192,9 @@ def measure(app, env, python=None):
             time.sleep(0.002)
         startup = (time.monotonic() - started) * 1e3
         cpu = cpu_ms(tree(proc.pid))
+        visit(port, requests)
+        if collect:
+            time.sleep(max(0.0, started + 2 * COLLECT_AFTER - time.monotonic()))
         settle(proc.pid)
         pids = tree(proc.pid)
         return startup, cpu, [pss_kib(pid) for pid in pids], tree_alone_kib(pids)
@@ -183,6 +214,10 @@ def main():
     parser.add_argument('--app', action='append', help='app folder (default: this checkout)')
     parser.add_argument('--env', action='append', default=[], help='KEY=VALUE for the server')
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--requests', type=int, default=0,
+                        help='GET / this many times after the first 200, before measuring')
+    parser.add_argument('--collect', action='store_true',
+                        help='have each process make one full garbage collection first')
     parser.add_argument('--python', help="the interpreter (default: each app's .venv/bin/python)")
     args = parser.parse_args()
     apps = args.app or [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
@@ -190,7 +225,7 @@ def main():
     runs = {app: [] for app in apps}
     for _ in range(args.repeats):
         for app in apps:
-            runs[app].append(measure(app, env, args.python))
+            runs[app].append(measure(app, env, args.python, args.requests, args.collect))
     for app, results in runs.items():
         startups = [startup for startup, _, _, _ in results]
         cpus = [cpu for _, cpu, _, _ in results]
