@@ -1,4 +1,5 @@
 """granian's process supervisor as the project runs it: workers, watchdog, draining, metrics."""
+import gc
 import logging
 import os
 import resource
@@ -90,6 +91,10 @@ class Server(MPServer):
         """Start as granian does; SIGQUIT stops like SIGTERM; serve /metrics, watch the workers."""
         if self.metrics:
             exporter.preload()
+        # What start-up built stays out of the collector's passes, here and in the forked workers:
+        # a full collection writes to every object it visits, which copies each page a worker
+        # still shares with this process into both (measured: 8-10 MB more for the tree).
+        gc.freeze()
         # granian's MPServer methods are unannotated: calling them is untyped to mypy.
         super().startup(spawn_target, target_loader)  # type: ignore[no-untyped-call]
         signal.signal(signal.SIGQUIT, self.signal_handler_interrupt)
