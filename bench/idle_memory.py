@@ -1,7 +1,8 @@
 """Start-up to the first 200 and idle memory (PSS) of the app's process tree, per process.
 
 usage: python bench/idle_memory.py [--app DIR ...] [--env KEY=VALUE ...] [--repeats N]
-                                   [--requests N] [--collect] [--python PATH]
+                                   [--requests N [--connections N]] [--collect]
+                                   [--python PATH]
 
 Each repeat starts `python landing.py` in every app folder in turn (interleaved: this machine's
 noise falls on all of them alike), times it to the first 200 on /, waits for the tree to go idle,
@@ -16,6 +17,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 HOST = '127.0.0.1'
@@ -148,15 +150,23 @@ def cpu_ms(pids):
     return total / 1e6
 
 
-def visit(port, requests):
-    """Send `requests` GET / one after another on one connection (bounded: 5 s timeouts)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=5.0)
-    try:
-        for _ in range(requests):
-            conn.request('GET', '/')
-            conn.getresponse().read()
-    finally:
-        conn.close()
+def visit(port, requests, connections=1):
+    """Send `requests` GET / in all, over `connections` at once (bounded: 5 s timeouts)."""
+    def one_connection(count):
+        conn = http.client.HTTPConnection(HOST, port, timeout=5.0)
+        try:
+            for _ in range(count):
+                conn.request('GET', '/')
+                conn.getresponse().read()
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=one_connection, args=(requests // connections,))
+               for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def settle(pid):
@@ -171,7 +181,7 @@ def settle(pid):
         time.sleep(0.2)
 
 
-def measure(app, env, python=None, requests=0, collect=False):
+def measure(app, env, python=None, requests=0, collect=False, connections=1):
     """Start the app in `app`; return its start-up and idle figures.
 
     They are: ms to the first 200, CPU ms used by then, [PSS KiB per process], KiB of the tree
@@ -192,7 +202,7 @@ def measure(app, env, python=None, requests=0, collect=False):
             time.sleep(0.002)
         startup = (time.monotonic() - started) * 1e3
         cpu = cpu_ms(tree(proc.pid))
-        visit(port, requests)
+        visit(port, requests, connections)
         if collect:
             time.sleep(max(0.0, started + 2 * COLLECT_AFTER - time.monotonic()))
         settle(proc.pid)
@@ -216,6 +226,8 @@ def main():
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--requests', type=int, default=0,
                         help='GET / this many times after the first 200, before measuring')
+    parser.add_argument('--connections', type=int, default=1,
+                        help='spread --requests over this many connections at once')
     parser.add_argument('--collect', action='store_true',
                         help='have each process make one full garbage collection first')
     parser.add_argument('--python', help="the interpreter (default: each app's .venv/bin/python)")
@@ -225,7 +237,8 @@ def main():
     runs = {app: [] for app in apps}
     for _ in range(args.repeats):
         for app in apps:
-            runs[app].append(measure(app, env, args.python, args.requests, args.collect))
+            runs[app].append(measure(app, env, args.python, args.requests, args.collect,
+                                    args.connections))
     for app, results in runs.items():
         startups = [startup for startup, _, _, _ in results]
         cpus = [cpu for _, cpu, _, _ in results]

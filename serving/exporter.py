@@ -185,7 +185,7 @@ def preload() -> None:
 
     Imported after the fork, the same modules would be built twice, once in each process, and
     their objects would land in the free slots of pages the processes still share, copying those
-    too (measured: about 4 MB more PSS for the process tree).
+    too (measured: 2-3 MB more for the process tree).
     """
     import concurrent.futures.thread  # noqa: F401  # the render pool
 
