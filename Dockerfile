@@ -41,6 +41,9 @@ FROM runtime-base AS runtime
 COPY *.py prod.conf ./
 COPY serving/ serving/
 COPY static/ static/
+# The app's bytecode, compiled once here: the server may not write it, and compiling the app's
+# modules at every start costs it 10-20 ms.
+RUN python -m compileall -q .
 USER 10001:10001
 # 80: the site; 9464: Prometheus metrics (METRICS_PORT), on loopback unless METRICS_HOST opens
 # them (the Kubernetes Deployment does, for the cluster only).

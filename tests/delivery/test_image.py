@@ -98,8 +98,25 @@ def test_runtime_image_holds_the_app_and_its_venv_but_no_test_tools_or_pip(conta
         'import importlib.util as u, json, os;'
         'print(json.dumps([sorted(os.listdir(".")),'
         '[m for m in ("cherrypy", "pytest", "coverage", "pip") if u.find_spec(m)]]))'))
-    assert files == sorted(APP_FILES)
+    # __pycache__: the app's bytecode, compiled at build time (the server may not write it).
+    assert files == sorted([*APP_FILES, '__pycache__'])
     assert modules == ['cherrypy']
+
+
+def test_runtime_image_carries_the_apps_bytecode_up_to_date(containers, images):
+    """Every module of the app has bytecode in the image that its source still matches."""
+    # A .pyc's bytes 8-16: the source's mtime and size when compiled; Python recompiles (here,
+    # at every start: it may not write) when they differ.
+    stale = python_in(containers, images.runtime, (
+        'import glob, importlib.util, json, os\n'
+        'def fresh(path):\n'
+        '    cached, stat = importlib.util.cache_from_source(path), os.stat(path)\n'
+        '    numbers = (int(stat.st_mtime), stat.st_size)\n'
+        '    stamp = b"".join(number.to_bytes(4, "little") for number in numbers)\n'
+        '    return os.path.exists(cached) and open(cached, "rb").read(16)[8:] == stamp\n'
+        'print(json.dumps([path for path in glob.glob("*.py") + glob.glob("serving/*.py")\n'
+        '                  if not fresh(path)]))'))
+    assert stale == []
 
 
 def test_build_context_leaves_out_git_venv_caches_and_test_output(containers, images):
