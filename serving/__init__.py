@@ -22,7 +22,9 @@ The map, one job a module, in the order a request meets them:
   long targets, multiplying ranges, garbage validators, headers CherryPy parses slowly or
   fails on), the client's address and scheme from the forwarded headers of TRUSTED_PROXIES
   only (`proxies`), redirects for a Host not in ALLOWED_HOSTS made relative (`redirects`),
-  the security headers on every answer, the project's 500 page whatever the app
+  the security headers on every answer, prod.conf's static files answered before CherryPy
+  as CherryPy answers them (`static_files`, which asks `static_config` once per path what
+  CherryPy would serve), the project's 500 page whatever the app
   raises, answers up to 64 KiB in one piece and bigger ones from a thread of their own
   (`streaming`): a slow reader never holds a pool thread. The headers are the page policy
   landing.py passes to `serve` (a handler may set its own), and `Server: Landing`.

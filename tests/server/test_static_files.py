@@ -19,7 +19,7 @@ import pytest
 
 import hostile_corpus as corpus
 from conftest import OUR_HEADERS, ROOT, copy_app, request, wait_until
-from serving import static_files
+from serving import static_config, static_files
 from serving.streaming import ONE_PIECE
 
 # The comparison sections: CherryPy's own answer for the same files.
@@ -60,8 +60,8 @@ tools.allow.methods = ["POST"]
 # Files beside the shipped ones: text that compresses, one piece kept in memory, one past
 # IN_MEMORY read as it goes, a dotfile and a symlink out of static/.
 TEXT = b'body { color: #222; }\n' * 40
-MID = bytes(range(256)) * (static_files.IN_MEMORY // 256 - 10)  # kept in memory
-BIG = b'0123456789abcdef' * (static_files.IN_MEMORY // 8)  # twice IN_MEMORY: read as it goes
+MID = bytes(range(256)) * (static_config.IN_MEMORY // 256 - 10)  # kept in memory
+BIG = b'0123456789abcdef' * (static_config.IN_MEMORY // 8)  # twice IN_MEMORY: read as it goes
 NON_READERS = 20
 # The files compared, as static/ holds them.
 FILES = ('site.css', 'logo.png', 'favicon.ico', 'text.css', 'mid.bin', 'big.bin', 'missing.css',
@@ -321,7 +321,7 @@ def test_readers_that_stop_on_a_file_in_memory_hold_no_thread(served):
     granian writes such an answer from its own I/O, so the worker's threads stay as many and
     the probe and the page still answer.
     """
-    assert ONE_PIECE < len(MID) <= static_files.IN_MEMORY
+    assert ONE_PIECE < len(MID) <= static_config.IN_MEMORY
     threads = corpus.tree_kb(served.pid, 'Threads')
     with corpus.Sockets() as held:
         corpus.open_many(NON_READERS, lambda: corpus.non_reader(
