@@ -37,7 +37,7 @@ class DeadlineInput:
 
     granian's body reads block the calling thread until the client sends. The read runs in a
     thread of its own so the worker thread waits at most `timeout` seconds; a client still
-    sending then gets 408 and a close (Guard.cut_off), which also ends the reading thread.
+    sending then gets 408 and a close (connections.cut_off), which also ends the reading thread.
     `pending` tells whether a read is still waiting for the client. Nothing reads until the
     app asks: paths that take no body never wait for one.
     """

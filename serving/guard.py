@@ -3,8 +3,7 @@ import ctypes
 import logging
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, cast
 from wsgiref.types import StartResponse, WSGIEnvironment
 
@@ -13,6 +12,7 @@ import cherrypy
 from serving import metrics
 from serving.bodies import MAX_BODY, DeadlineInput
 from serving.compression import compressed, not_modified
+from serving.connections import cut_off, keeping_alive
 from serving.metrics import RequestMetrics
 from serving.proxies import Proxies
 from serving.redirects import host_name, relative_location
@@ -25,9 +25,6 @@ from serving.streaming import ONE_PIECE, Streamed, resumed
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
 
-# After a 408 whose body read is still pending, how long the cut-short answer waits before it
-# ends, so that hyper sends what it has before it drops the connection (Guard.cut_off).
-CUT_OFF_GRACE = 0.05
 
 
 # The environ key where the guard notes which handler answered (metrics.route_of).
@@ -204,22 +201,8 @@ class Guard:
         if body.pending:
             if hasattr(answer, 'close'):
                 answer.close()
-            return self.cut_off(start_response)
+            return cut_off(start_response, self.headers)
         return self.forward(answer, held, start_response, environ)
-
-    def cut_off(self, start_response: StartResponse) -> Iterator[bytes]:
-        """Answer 408 to a request whose body read is still pending, and drop the connection.
-
-        granian 2.8.7 takes the read's lock once the app returns, holding the GIL: while the
-        client sends nothing, the whole worker would stop. An answer that ends short of its
-        Content-Length makes hyper drop the connection, which ends the read at once.
-        """
-        status = '408 Request Timeout'
-        page = short_page(status).encode()
-        start_response(status, self.headers([
-            ('Content-Type', 'text/html; charset=utf-8'),
-            ('Content-Length', str(len(page) + 1)), ('Connection', 'close')]))
-        return _cut_short(page)
 
     def forward(self, answer: Iterable[bytes], held: list[Held], start_response: StartResponse,
                 environ: WSGIEnvironment) -> Iterable[bytes]:
@@ -298,22 +281,3 @@ class Guard:
         held.append(None)
         start_response(status, self.headers(headers), exc_info)
         return resumed(first, chunks, answer)
-
-
-def keeping_alive(start_response: StartResponse) -> StartResponse:
-    """Wrap `start_response` so an HTTP/1.0 keep-alive answer says `Connection: Keep-Alive`.
-
-    hyper keeps such a connection open and says so in lower case; cheroot spells it as
-    HTTP/1.0 clients (and CherryPy's own suite) expect. An answer that closes says so instead.
-    """
-    def start(status: str, headers: Headers, exc_info: 'OptExcInfo | None' = None) -> object:
-        if not any(name.lower() == 'connection' for name, _ in headers):
-            headers = [*headers, ('Connection', 'Keep-Alive')]
-        return start_response(status, headers, exc_info)
-    return cast(StartResponse, start)
-
-
-def _cut_short(page: bytes) -> Iterator[bytes]:
-    """Yield `page`, then end after CUT_OFF_GRACE: hyper sends it, then drops the connection."""
-    yield page
-    time.sleep(CUT_OFF_GRACE)
