@@ -16,6 +16,10 @@ from serving.request_ids import KEY, TAGGED
 _NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]').search
 
 
+# The source file an access-log record names: logging's own word for one it did not look up.
+_SOURCE = '(unknown file)'
+
+
 _MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
 
 
@@ -56,18 +60,28 @@ class AccessLog(LogManager):
         if self.access_log_format != STOCK_ACCESS_FORMAT:
             super().access()  # a custom format: CherryPy's general formatter
             return None
+        logger = self.access_log
+        if not logger.isEnabledFor(logging.INFO):
+            return None
         response = cherrypy.serving.response
         status = response.output_status
         status = status.split(b' ', 1)[0].decode('ISO-8859-1') if status else '-'
         headers = request.headers
         try:
-            self.access_log.log(logging.INFO, '{} - {} {} "{}" {} {} "{}" "{}"'.format(
-                escape(request.remote.name or request.remote.ip),
-                escape(getattr(request, 'login', None) or '-'), self.time(),
-                escape(request.request_line), status,
-                escape(str(dict.get(response.headers, 'Content-Length', '') or '-')),
-                escape(dict.get(headers, 'Referer', '')),
-                escape(dict.get(headers, 'User-Agent', ''))))
+            atoms = (request.remote.name or request.remote.ip,
+                     getattr(request, 'login', None) or '-', request.request_line,
+                     str(dict.get(response.headers, 'Content-Length', '') or '-'),
+                     dict.get(headers, 'Referer', ''), dict.get(headers, 'User-Agent', ''))
+            # One search over them all: most lines need no escaping at all.
+            if _NEEDS_ESCAPE(''.join(atoms)):
+                atoms = tuple(escape(atom) for atom in atoms)
+            remote, login, line, length, referer, agent = atoms
+            # logger.handle() with a record made here: Logger.log() would look up the
+            # caller's file and line (a stack walk per request), which this format never prints.
+            logger.handle(logger.makeRecord(
+                logger.name, logging.INFO, _SOURCE, 0,
+                f'{remote} - {login} {self.time()} "{line}" {status} {length} '
+                f'"{referer}" "{agent}"', (), None))
         except Exception:
             self(traceback=True)  # as CherryPy's own access(): an error line, not a failed request
 
