@@ -1,7 +1,6 @@
 """What the guard refuses or mends before CherryPy sees a request: Host, target, headers, ranges."""
 import email.utils
 import logging
-import os
 import re
 from wsgiref.types import WSGIEnvironment
 
@@ -93,31 +92,8 @@ def note_blanked(key: str) -> None:
                      severity=logging.WARNING)
 
 
-# Keys of an environ that never hold a header: CGI's and WSGI's own, and the process
-# environment's (granian starts each environ from a copy of os.environ: dozens of keys, in
-# Kubernetes one per service), which header_refusal need not walk for each request.
-_HEADER_PREFIXES = ('HTTP_', 'CONTENT_')
-_NOT_HEADERS = frozenset(key for key in (
-    *os.environ, 'REQUEST_METHOD', 'SCRIPT_NAME', 'PATH_INFO', 'QUERY_STRING', 'REMOTE_ADDR',
-    'REMOTE_PORT', 'SERVER_NAME', 'SERVER_PORT', 'SERVER_PROTOCOL', 'SERVER_SOFTWARE',
-    'GATEWAY_INTERFACE', 'wsgi.version', 'wsgi.url_scheme', 'wsgi.input', 'wsgi.errors',
-    'wsgi.multithread', 'wsgi.multiprocess', 'wsgi.run_once', 'wsgi.input_terminated')
-    if not key.startswith(_HEADER_PREFIXES))
-
-
-def _plain(key: str, value: str) -> bool:
-    """Tell whether header `key` with `value` is one header_refusal passes without a word."""
-    return bool(value) and '=?' not in value and len(value) <= MAX_ELEMENT_HEADER and (
-        key != 'HTTP_COOKIE' or value.count('\\') <= MAX_COOKIE_BACKSLASHES)
-
-
 def header_refusal(environ: WSGIEnvironment) -> tuple[str, str] | None:
     """Return (status, reason) for a header CherryPy would read slowly or fail on, else None."""
-    # Most requests: every header plain, checked without walking the keys that are none.
-    if all(_plain(key, environ[key]) for key in environ.keys() - _NOT_HEADERS
-           if key.startswith(_HEADER_PREFIXES)):
-        return None
-    # In the environ's order, so the first header at fault is the one named.
     for key, value in environ.items():
         if not key.startswith(('HTTP_', 'CONTENT_')):
             continue
