@@ -16,8 +16,8 @@ from serving.request_ids import KEY, TAGGED
 _NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]').search
 
 
-# The source file an access-log record names: logging's own word for one it did not look up.
-_SOURCE = '(unknown file)'
+# The file an access-log record names as its source (its line is 0: not looked up).
+_SOURCE = __file__
 
 
 _MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
@@ -81,7 +81,7 @@ class AccessLog(LogManager):
             logger.handle(logger.makeRecord(
                 logger.name, logging.INFO, _SOURCE, 0,
                 f'{remote} - {login} {self.time()} "{line}" {status} {length} '
-                f'"{referer}" "{agent}"', (), None))
+                f'"{referer}" "{agent}"', (), None, 'access'))
         except Exception:
             self(traceback=True)  # as CherryPy's own access(): an error line, not a failed request
 

@@ -92,6 +92,20 @@ def test_an_access_log_set_above_info_writes_no_line(in_request):
     assert lines.messages == []
 
 
+def test_a_line_names_the_access_log_as_its_source(in_request):
+    """The record names serving/access_log.py's access() (%(pathname)s, %(funcName)s)."""
+    request, _ = in_request
+    request.request_line = 'GET / HTTP/1.1'
+    manager = serving.access_log.AccessLog('sourced', 'test-access-log')
+    records = []
+    manager.access_log.addHandler(logging.Handler())
+    manager.access_log.handlers[-1].emit = records.append
+    manager.access_log.propagate = False
+    manager.access()
+    assert [(r.pathname, r.funcName) for r in records] == [
+        (serving.access_log.__file__, 'access')]
+
+
 def test_a_custom_format_falls_back_to_cherrypys_formatter(in_request):
     """Set access_log_format and the fast path steps aside for CherryPy's general one."""
     request, _ = in_request
