@@ -1,6 +1,7 @@
 """The access log: serving.access_log writes exactly the line CherryPy's own would."""
 import datetime
 import functools
+import io
 import json
 import logging
 import re
@@ -13,7 +14,7 @@ from cherrypy.lib import httputil
 import landing
 import serving.access_log
 import serving.settings
-from conftest import request
+from conftest import request, wait_until
 
 
 class Lines(logging.Handler):
@@ -224,3 +225,55 @@ def test_a_failing_json_line_is_logged_as_an_error_not_raised(in_request, monkey
                         lambda self, **kw: errors.append(kw))
     serving.access_log.AccessLog('broken-json', 'test-access-log', json=True).access()
     assert errors == [{'traceback': True}]
+
+
+def test_a_line_reaches_stdout_while_the_server_runs(start_server):
+    """Batched, a visit's line still shows in `docker logs` within moments, not at exit."""
+    served = start_server().wait_ready()
+    assert request(served.port, 'GET', '/')[0] == 200
+    wait_until(lambda: '"GET / HTTP/1.1" 200' in served.stdout(), deadline=5,
+               what='the access line on stdout')
+
+
+class Written(io.StringIO):
+    """A text stream that counts the writes that reach it."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text):
+        """Count the write, then keep the text."""
+        self.writes += 1
+        return super().write(text)
+
+
+def test_batched_lines_go_out_in_order_in_one_write():
+    """The lines of many requests reach the stream together, in the order they came."""
+    stream = Written()
+    batched = serving.access_log.BatchedStream(stream, every=3600)  # the thread stays asleep
+    for number in range(5):
+        batched.write(f'line {number}\n')
+        batched.flush()
+    assert stream.getvalue() == ''  # flush() leaves them for the batch
+    batched.drain()
+    assert stream.getvalue() == ''.join(f'line {number}\n' for number in range(5))
+    assert stream.writes == 1
+
+
+def test_the_thread_writes_the_batch_on_its_own():
+    """Nobody drains: within moments the thread has written what came."""
+    stream = Written()
+    batched = serving.access_log.BatchedStream(stream, every=0.01)
+    batched.write('a line\n')
+    wait_until(lambda: stream.getvalue() == 'a line\n', deadline=5, what='the batch written')
+
+
+def test_a_closed_stream_loses_the_batch_quietly():
+    """With stdout closed under the server the lines are dropped, and nothing raises."""
+    stream = Written()
+    batched = serving.access_log.BatchedStream(stream, every=3600)
+    stream.close()
+    batched.write('a line\n')
+    batched.drain()
+    assert not batched.lines
