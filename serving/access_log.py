@@ -133,8 +133,10 @@ class BatchedStream:
 
     A write (and the flush after it) per line cost each request a system call, and with it a
     hand-over of the GIL to the next of the pool's threads: under load, a fifth of a request's
-    CPU. Lines are kept in order and written together every FLUSH_EVERY seconds by a thread of
-    this process, and at once when the engine stops or the process exits.
+    CPU. Lines are kept in order and written together by a thread of this process, at most
+    FLUSH_EVERY seconds after the first of them came, and at once when the engine stops or the
+    process exits. With no line to write the thread sleeps: a waking thread takes the GIL from
+    the pool's (a steady 20 wakes a second cost a request 10 % more CPU).
     """
 
     def __init__(self, stream: TextIO, every: float = FLUSH_EVERY) -> None:
@@ -151,17 +153,23 @@ class BatchedStream:
         """Start the thread that writes the lines (again, in a forked child)."""
         self.lines.clear()
         self.lock = threading.Lock()
+        self.waiting = threading.Event()  # set: lines wait to be written
         threading.Thread(target=self._run, name='access-log', daemon=True).start()
 
     def _run(self) -> None:
-        """Write what has come every `every` seconds, for the life of the process."""
+        """Write each batch `every` seconds after its first line, for the life of the process."""
         while True:
+            self.waiting.wait()
+            # Cleared before the drain: a line that comes after it sets it again.
+            self.waiting.clear()
             time.sleep(self.every)
             self.drain()
 
     def write(self, text: str) -> int:
-        """Keep `text` for the next batch."""
+        """Keep `text` for the next batch (and wake the thread for it)."""
         self.lines.append(text)
+        if not self.waiting.is_set():
+            self.waiting.set()
         return len(text)
 
     def flush(self) -> None:
