@@ -1,11 +1,15 @@
 """The access log: CherryPy's Combined Log line (or LOG_FORMAT=json) for a fraction of the work."""
+import atexit
+import collections
 import dataclasses
 import datetime
 import json
 import logging
+import os
 import re
+import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import cherrypy
 from cherrypy._cplogging import LogManager
@@ -14,6 +18,10 @@ from serving.request_ids import KEY, TAGGED
 
 # Atoms CherryPy's access log would escape: quotes, backslashes, anything unprintable.
 _NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]').search
+
+
+# The file an access-log record names as its source (its line is 0: not looked up).
+_SOURCE = __file__
 
 
 _MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
@@ -56,18 +64,28 @@ class AccessLog(LogManager):
         if self.access_log_format != STOCK_ACCESS_FORMAT:
             super().access()  # a custom format: CherryPy's general formatter
             return None
+        logger = self.access_log
+        if not logger.isEnabledFor(logging.INFO):
+            return None
         response = cherrypy.serving.response
         status = response.output_status
         status = status.split(b' ', 1)[0].decode('ISO-8859-1') if status else '-'
         headers = request.headers
         try:
-            self.access_log.log(logging.INFO, '{} - {} {} "{}" {} {} "{}" "{}"'.format(
-                escape(request.remote.name or request.remote.ip),
-                escape(getattr(request, 'login', None) or '-'), self.time(),
-                escape(request.request_line), status,
-                escape(str(dict.get(response.headers, 'Content-Length', '') or '-')),
-                escape(dict.get(headers, 'Referer', '')),
-                escape(dict.get(headers, 'User-Agent', ''))))
+            atoms = (request.remote.name or request.remote.ip,
+                     getattr(request, 'login', None) or '-', request.request_line,
+                     str(dict.get(response.headers, 'Content-Length', '') or '-'),
+                     dict.get(headers, 'Referer', ''), dict.get(headers, 'User-Agent', ''))
+            # One search over them all: most lines need no escaping at all.
+            if _NEEDS_ESCAPE(''.join(atoms)):
+                atoms = tuple(escape(atom) for atom in atoms)
+            remote, login, line, length, referer, agent = atoms
+            # logger.handle() with a record made here: Logger.log() would look up the
+            # caller's file and line (a stack walk per request), which this format never prints.
+            logger.handle(logger.makeRecord(
+                logger.name, logging.INFO, _SOURCE, 0,
+                f'{remote} - {login} {self.time()} "{line}" {status} {length} '
+                f'"{referer}" "{agent}"', (), None, 'access'))
         except Exception:
             self(traceback=True)  # as CherryPy's own access(): an error line, not a failed request
 
@@ -106,6 +124,83 @@ class AccessLog(LogManager):
         return AccessLog._stamp[1]
 
 
+# How long an access-log line waits at most before it is written (BatchedStream).
+FLUSH_EVERY = 0.05
+
+
+class BatchedStream:
+    """A text stream for the access log's screen handler: its lines go out in batches.
+
+    A write (and the flush after it) per line cost each request a system call, and with it a
+    hand-over of the GIL to the next of the pool's threads: under load, a fifth of a request's
+    CPU. Lines are kept in order and written together by a thread of this process, at most
+    FLUSH_EVERY seconds after the first of them came, and at once when the engine stops or the
+    process exits. With no line to write the thread sleeps: a waking thread takes the GIL from
+    the pool's (a steady 20 wakes a second cost a request 10 % more CPU).
+    """
+
+    def __init__(self, stream: TextIO, every: float = FLUSH_EVERY) -> None:
+        self.stream = stream
+        self.every = every
+        self.lines: collections.deque[str] = collections.deque()  # append and popleft: atomic
+        self.lock = threading.Lock()  # one writer at a time: the thread, stop or exit
+        self._start()
+        # A forked child writes its own lines: its parent writes the ones it had.
+        os.register_at_fork(after_in_child=self._start)
+        atexit.register(self.drain)
+
+    def _start(self) -> None:
+        """Start the thread that writes the lines (again, in a forked child)."""
+        self.lines.clear()
+        self.lock = threading.Lock()
+        self.waiting = threading.Event()  # set: lines wait to be written
+        threading.Thread(target=self._run, name='access-log', daemon=True).start()
+
+    def _run(self) -> None:
+        """Write each batch `every` seconds after its first line, for the life of the process."""
+        while True:
+            self.waiting.wait()
+            # Cleared before the drain: a line that comes after it sets it again.
+            self.waiting.clear()
+            time.sleep(self.every)
+            self.drain()
+
+    def write(self, text: str) -> int:
+        """Keep `text` for the next batch (and wake the thread for it)."""
+        self.lines.append(text)
+        if not self.waiting.is_set():
+            self.waiting.set()
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing now: the lines go out within `every` seconds (drain() sends them at once)."""
+
+    def drain(self) -> None:
+        """Write and flush every line kept so far."""
+        with self.lock:
+            batch = []
+            while self.lines:
+                batch.append(self.lines.popleft())
+            if batch:
+                try:
+                    self.stream.write(''.join(batch))
+                    self.stream.flush()
+                except (OSError, ValueError):  # stdout closed or gone: nothing to tell it
+                    pass
+
+
+def batch_screen_output(logger: logging.Logger) -> None:
+    """Give `logger`'s screen handlers (CherryPy's `log.screen`) a BatchedStream, once."""
+    for handler in logger.handlers:
+        if getattr(handler, '_cpbuiltin', None) == 'screen' \
+                and isinstance(handler, logging.StreamHandler) \
+                and not isinstance(handler.stream, BatchedStream):
+            batched = BatchedStream(handler.stream)
+            handler.setStream(batched)
+            cherrypy.engine.subscribe('stop', batched.drain)
+            cherrypy.engine.subscribe('exit', batched.drain)
+
+
 @dataclasses.dataclass(frozen=True)
 class AccessLogs:
     """At engine start, give every mounted CherryPy app our access log, in `json` or not.
@@ -125,6 +220,7 @@ class AccessLogs:
         it is.
         """
         cherrypy.log.error_log.addFilter(TAGGED)
+        batch_screen_output(cherrypy.log.access_log)
         for app in cherrypy.tree.apps.values():
             log = getattr(app, 'log', None)
             if not isinstance(log, LogManager):

@@ -16,6 +16,7 @@ multiprocess mode: files in a folder under /dev/shm (a tmpfs even in a read-only
 """
 from __future__ import annotations  # annotations name prometheus_client, imported only when used
 
+import bisect
 import collections
 import glob
 import os
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
 
@@ -127,9 +128,7 @@ class RequestMetrics:
         for key, count in counters.items():
             self.requests.labels(*key).inc(count)
         for route, durations in timers.items():
-            timer = self.duration.labels(route)
-            for elapsed in durations:
-                timer.observe(elapsed)
+            observe_all(self.duration.labels(route), durations)
         self.busy.set(len(self.active))
 
     def sample(self, every: float) -> None:
@@ -137,6 +136,31 @@ class RequestMetrics:
         while True:
             self.publish()
             time.sleep(every)
+
+
+def observe_all(histogram: Any, durations: list[float]) -> None:
+    """Observe each of `durations` in `histogram` (a labelled child), as observe() each would.
+
+    Counted into buckets here, then written once a bucket: prometheus_client's observe()
+    takes its lock and writes the shared file twice a request, a twentieth of a request's
+    CPU under load. Without the fields that takes (another prometheus_client), observe() each.
+    """
+    bounds = getattr(histogram, '_upper_bounds', None)
+    buckets = getattr(histogram, '_buckets', None)
+    total = getattr(histogram, '_sum', None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for elapsed in durations:
+            histogram.observe(elapsed)
+        return
+    counts = [0] * len(bounds)
+    for elapsed in durations:
+        # observe() counts a value in the first bucket whose bound is at least the value;
+        # the last bound is +Inf.
+        counts[bisect.bisect_left(bounds, elapsed)] += 1
+    total.inc(sum(durations))
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 def route_of(request: object) -> str:

@@ -1,7 +1,10 @@
 """The app's request class: the project's error page from the start, its hooks in place."""
+import time
 import urllib.parse
+from http.cookies import SimpleCookie
 
 import cherrypy
+from cherrypy.lib import httputil
 
 from serving.bodies import takes_body
 from serving.static import static_only
@@ -70,6 +73,20 @@ def check_request() -> None:
     takes_body()
 
 
+class Hooks(cherrypy._cprequest.HookMap):
+    """CherryPy's HookMap, which skips the points where nothing is attached.
+
+    A request runs eight hook points, most of them empty for a page; CherryPy sorts and walks
+    each, empty or not (about 1 µs each).
+    """
+
+    def run(self, point: str) -> None:
+        """Run the hooks at `point` as HookMap.run does, if there are any."""
+        hooks = self[point]
+        if hooks:
+            self.run_hooks(iter(sorted(hooks)))
+
+
 class GuardedRequest(cherrypy._cprequest.Request):
     """CherryPy's request with the production error settings from the start.
 
@@ -80,7 +97,7 @@ class GuardedRequest(cherrypy._cprequest.Request):
 
     show_tracebacks = False
     error_page = {'default': error_page}
-    hooks = cherrypy._cprequest.HookMap(cherrypy._cprequest.hookpoints)
+    hooks = Hooks(cherrypy._cprequest.hookpoints)
     hooks.attach('before_request_body', check_request, priority=10)
 
     def process_query_string(self) -> None:
@@ -103,3 +120,60 @@ class GuardedRequest(cherrypy._cprequest.Request):
                         else [previous, value]
                 else:
                     self.params[name] = value
+
+
+class ResponseHeaders(httputil.HeaderMap):
+    """CherryPy's response HeaderMap, put on the wire for a fraction of the work.
+
+    CherryPy encodes each name and value in turn and deletes control characters from it
+    (HeaderMap.encode_header_item): about 6 µs for a page's headers. A plain ASCII one with
+    nothing to delete is its own encoding; any other still goes CherryPy's way.
+    """
+
+    def output(self) -> list[tuple[bytes, bytes]]:
+        """Transform self into a list of (name, value) byte pairs, as HeaderMap.output()."""
+        pairs = []
+        for name, value in self.items():
+            if not isinstance(value, (str, bytes)):
+                value = str(value)
+            if isinstance(name, str) and isinstance(value, str) and name.isascii() \
+                    and value.isascii() and name.isprintable() and value.isprintable():
+                # ASCII and printable: in every encoding CherryPy tries, with nothing to delete.
+                pairs.append((name.encode('ascii'), value.encode('ascii')))
+            else:
+                pairs.append((self.encode_header_item(name), self.encode_header_item(value)))
+        return pairs
+
+
+# (the second, its HTTP date) of the latest answer: one date a second, not one an answer.
+_date: tuple[int | None, str] = (None, '')
+
+
+def http_date(moment: float) -> str:
+    """Return httputil.HTTPDate(moment), worked out once a second (3 µs each time)."""
+    global _date  # noqa: PLW0603  (one tuple, replaced whole: safe across threads)
+    second = int(moment)
+    if _date[0] != second:
+        _date = (second, httputil.HTTPDate(second))
+    return _date[1]
+
+
+class GuardedResponse(cherrypy._cprequest.Response):
+    """CherryPy's response with the same headers at the start, made for less work.
+
+    Its Date is formatted once a second, and its headers are ResponseHeaders.
+    """
+
+    def __init__(self) -> None:
+        """Start the answer as CherryPy's Response does (18.10), field for field."""
+        self.status = None
+        self.header_list = None
+        self._body = []
+        self.time = time.time()
+        self.headers = ResponseHeaders()
+        dict.update(self.headers, {
+            'Content-Type': 'text/html',
+            'Server': 'CherryPy/' + cherrypy.__version__,
+            'Date': http_date(self.time),
+        })
+        self.cookie = SimpleCookie()

@@ -24,7 +24,7 @@ from serving.bodies import max_body
 from serving.guard import Guard
 from serving.health import draining
 from serving.proxies import Proxies
-from serving.request import GuardedRequest, error_page
+from serving.request import GuardedRequest, GuardedResponse, error_page
 from serving.settings import CHERRYPY_DEFAULTS, ConfigError, Settings
 from serving.static_files import StaticFiles
 from serving.supervisor import Server, build_server, log
@@ -116,6 +116,7 @@ def mount(root: object, config_path: str, settings: Settings,
         'tools.staticdir.root': app_dir, 'tools.staticfile.root': app_dir}})
     app.merge(config_path)
     app.request_class = GuardedRequest
+    app.response_class = GuardedResponse
     # At most half the pool waits for request bodies at once. With no trusted proxies (the
     # default) the guard reads no forwarded header at all.
     proxies = (Proxies(settings.trusted_proxies, settings.forwarded_header)

@@ -1,6 +1,7 @@
 """The access log: serving.access_log writes exactly the line CherryPy's own would."""
 import datetime
 import functools
+import io
 import json
 import logging
 import re
@@ -13,7 +14,7 @@ from cherrypy.lib import httputil
 import landing
 import serving.access_log
 import serving.settings
-from conftest import request
+from conftest import request, wait_until
 
 
 class Lines(logging.Handler):
@@ -79,6 +80,33 @@ def test_requests_that_opt_out_are_not_logged(in_request):
     assert log_line(serving.access_log.AccessLog, 'quiet') == []
 
 
+def test_an_access_log_set_above_info_writes_no_line(in_request):
+    """A logger level above INFO silences the access log, as with CherryPy's own access()."""
+    request, _ = in_request
+    request.request_line = 'GET / HTTP/1.1'
+    manager = serving.access_log.AccessLog('silenced', 'test-access-log')
+    lines = Lines()
+    manager.access_log.addHandler(lines)
+    manager.access_log.propagate = False
+    manager.access_log.setLevel(logging.WARNING)
+    manager.access()
+    assert lines.messages == []
+
+
+def test_a_line_names_the_access_log_as_its_source(in_request):
+    """The record names serving/access_log.py's access() (%(pathname)s, %(funcName)s)."""
+    request, _ = in_request
+    request.request_line = 'GET / HTTP/1.1'
+    manager = serving.access_log.AccessLog('sourced', 'test-access-log')
+    records = []
+    manager.access_log.addHandler(logging.Handler())
+    manager.access_log.handlers[-1].emit = records.append
+    manager.access_log.propagate = False
+    manager.access()
+    assert [(r.pathname, r.funcName) for r in records] == [
+        (serving.access_log.__file__, 'access')]
+
+
 def test_a_custom_format_falls_back_to_cherrypys_formatter(in_request):
     """Set access_log_format and the fast path steps aside for CherryPy's general one."""
     request, _ = in_request
@@ -95,8 +123,7 @@ def test_a_custom_format_falls_back_to_cherrypys_formatter(in_request):
 def test_a_failing_format_is_logged_as_an_error_not_raised(in_request, monkeypatch):
     """If building the line fails, the error goes to the error log and the request goes on."""
     request, _ = in_request
-    request.request_line = 'GET / HTTP/1.1'
-    monkeypatch.setattr(serving.access_log, 'escape', lambda value: 1 / 0)
+    request.request_line = 42  # no str: the line cannot be built from it
     errors = []
     monkeypatch.setattr(serving.access_log.AccessLog, '__call__',
                         lambda self, **kw: errors.append(kw))
@@ -198,3 +225,55 @@ def test_a_failing_json_line_is_logged_as_an_error_not_raised(in_request, monkey
                         lambda self, **kw: errors.append(kw))
     serving.access_log.AccessLog('broken-json', 'test-access-log', json=True).access()
     assert errors == [{'traceback': True}]
+
+
+def test_a_line_reaches_stdout_while_the_server_runs(start_server):
+    """Batched, a visit's line still shows in `docker logs` within moments, not at exit."""
+    served = start_server().wait_ready()
+    assert request(served.port, 'GET', '/')[0] == 200
+    wait_until(lambda: '"GET / HTTP/1.1" 200' in served.stdout(), deadline=5,
+               what='the access line on stdout')
+
+
+class Written(io.StringIO):
+    """A text stream that counts the writes that reach it."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text):
+        """Count the write, then keep the text."""
+        self.writes += 1
+        return super().write(text)
+
+
+def test_batched_lines_go_out_in_order_in_one_write():
+    """The lines of many requests reach the stream together, in the order they came."""
+    stream = Written()
+    batched = serving.access_log.BatchedStream(stream, every=3600)  # the thread stays asleep
+    for number in range(5):
+        batched.write(f'line {number}\n')
+        batched.flush()
+    assert stream.getvalue() == ''  # flush() leaves them for the batch
+    batched.drain()
+    assert stream.getvalue() == ''.join(f'line {number}\n' for number in range(5))
+    assert stream.writes == 1
+
+
+def test_the_thread_writes_the_batch_on_its_own():
+    """Nobody drains: within moments the thread has written what came."""
+    stream = Written()
+    batched = serving.access_log.BatchedStream(stream, every=0.01)
+    batched.write('a line\n')
+    wait_until(lambda: stream.getvalue() == 'a line\n', deadline=5, what='the batch written')
+
+
+def test_a_closed_stream_loses_the_batch_quietly():
+    """With stdout closed under the server the lines are dropped, and nothing raises."""
+    stream = Written()
+    batched = serving.access_log.BatchedStream(stream, every=3600)
+    stream.close()
+    batched.write('a line\n')
+    batched.drain()
+    assert not batched.lines

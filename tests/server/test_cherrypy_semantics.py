@@ -547,3 +547,35 @@ def test_a_header_blanked_twice_is_logged_once(app):
         exchange(app.port, get('/extras/cookie', 'X-Name: José'.encode()))
     wait_until(lambda: 'a X-Name header arrived empty' in app.stderr(), what='the warning')
     assert app.stderr().count('a X-Name header arrived empty') == 1
+
+
+@pytest.mark.parametrize('headers', [
+    {'Content-Type': 'text/html', 'Content-Length': 442, 'Cache-Control': 'no-cache'},
+    {'X-Name': 'José'},                      # Latin-1: encoded as CherryPy does
+    {'X-Name': 'Ωmega'},                     # beyond Latin-1: CherryPy's RFC 2047 word
+    {'X-Tab': 'a\tb', 'X-Del': 'a\x7fb'},    # control characters: deleted as CherryPy does
+    {'X-Raw': b'bytes as given'},
+])
+def test_response_headers_go_on_the_wire_as_cherrypys(headers):
+    """serving.request.ResponseHeaders gives the bytes CherryPy's HeaderMap gives, any value."""
+    ours, stock = serving.request.ResponseHeaders(), cherrypy.lib.httputil.HeaderMap()
+    for name, value in headers.items():
+        ours[name] = stock[name] = value
+    assert ours.output() == stock.output()
+
+
+@pytest.mark.parametrize('moment', [0, 1_700_000_000, 1_700_000_000.999, 1_700_000_001.5])
+def test_the_date_header_is_cherrypys(moment):
+    """The Date worked out once a second is the one CherryPy works out for each answer."""
+    assert serving.request.http_date(moment) == cherrypy.lib.httputil.HTTPDate(moment)
+
+
+def test_a_response_starts_with_cherrypys_headers():
+    """GuardedResponse starts as CherryPy's Response: the same headers, in a HeaderMap."""
+    for _ in range(3):  # both made within one second, so their Dates can match
+        ours, stock = serving.request.GuardedResponse(), cherrypy._cprequest.Response()
+        if int(ours.time) == int(stock.time):
+            break
+    assert list(ours.headers.items()) == list(stock.headers.items())
+    assert isinstance(ours.headers, cherrypy.lib.httputil.HeaderMap)
+    assert (ours.status, ours.header_list, ours.body) == (stock.status, stock.header_list, [])

@@ -489,3 +489,41 @@ def test_leftover_folders_of_processes_that_are_gone_are_removed(tmp_path):
         folder.mkdir()
     metrics.remove_leftovers(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def histogram_samples(durations, bucketed):
+    """Return the samples of a histogram that took `durations`: bucketed here, or observed."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    timer = Histogram('t_seconds', 'durations', ['route'], buckets=metrics.BUCKETS,
+                      registry=registry).labels('r')
+    if bucketed:
+        metrics.observe_all(timer, durations)
+    else:
+        for elapsed in durations:
+            timer.observe(elapsed)
+    return [(s.name, s.labels, s.value) for family in registry.collect()
+            for s in family.samples if not s.name.endswith('_created')]
+
+
+# On a bound, just past one, far past the last, and many alike.
+DURATIONS = [0.0, 0.001, 0.0010001, 0.003, 0.25, 0.2500001, 5.0, 7.5, 99.0] + [0.002] * 50
+
+
+def test_durations_bucketed_at_once_read_as_observed_one_by_one():
+    """publish() buckets a batch itself: the histogram reads as with observe() for each."""
+    assert histogram_samples(DURATIONS, bucketed=True) == \
+        histogram_samples(DURATIONS, bucketed=False)
+
+
+def test_a_histogram_without_the_fields_bucketing_reads_is_observed_one_by_one():
+    """Another prometheus_client, without the private fields: observe() each, as before."""
+    seen = []
+
+    class Plain:
+        def observe(self, elapsed):
+            seen.append(elapsed)
+
+    metrics.observe_all(Plain(), [0.1, 0.2])
+    assert seen == [0.1, 0.2]
