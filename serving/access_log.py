@@ -64,30 +64,40 @@ class AccessLog(LogManager):
         if self.access_log_format != STOCK_ACCESS_FORMAT:
             super().access()  # a custom format: CherryPy's general formatter
             return None
-        logger = self.access_log
-        if not logger.isEnabledFor(logging.INFO):
-            return None
         response = cherrypy.serving.response
         status = response.output_status
-        status = status.split(b' ', 1)[0].decode('ISO-8859-1') if status else '-'
         headers = request.headers
         try:
-            atoms = (request.remote.name or request.remote.ip,
-                     getattr(request, 'login', None) or '-', request.request_line,
-                     str(dict.get(response.headers, 'Content-Length', '') or '-'),
-                     dict.get(headers, 'Referer', ''), dict.get(headers, 'User-Agent', ''))
-            # One search over them all: most lines need no escaping at all.
-            if _NEEDS_ESCAPE(''.join(atoms)):
-                atoms = tuple(escape(atom) for atom in atoms)
-            remote, login, line, length, referer, agent = atoms
-            # logger.handle() with a record made here: Logger.log() would look up the
-            # caller's file and line (a stack walk per request), which this format never prints.
-            logger.handle(logger.makeRecord(
-                logger.name, logging.INFO, _SOURCE, 0,
-                f'{remote} - {login} {self.time()} "{line}" {status} {length} '
-                f'"{referer}" "{agent}"', (), None, 'access'))
+            self.combined(request.remote.name or request.remote.ip,
+                          getattr(request, 'login', None) or '-', request.request_line,
+                          status.split(b' ', 1)[0].decode('ISO-8859-1') if status else '-',
+                          str(dict.get(response.headers, 'Content-Length', '') or '-'),
+                          dict.get(headers, 'Referer', ''), dict.get(headers, 'User-Agent', ''))
         except Exception:
             self(traceback=True)  # as CherryPy's own access(): an error line, not a failed request
+        return None
+
+    def combined(self, remote: str, login: str, request_line: str, status: str, length: str,
+                 referer: str, agent: str) -> None:
+        """Log one Combined Log line from its fields, escaped as CherryPy escapes them."""
+        atoms: tuple[str, ...] = (remote, login, request_line, length, referer, agent)
+        # One search over them all: most lines need no escaping at all.
+        if _NEEDS_ESCAPE(''.join(atoms)):
+            atoms = tuple(escape(atom) for atom in atoms)
+        remote, login, request_line, length, referer, agent = atoms
+        self.line(f'{remote} - {login} {self.time()} "{request_line}" {status} {length} '
+                  f'"{referer}" "{agent}"')
+
+    def line(self, text: str) -> None:
+        """Log `text` as an access line, if the access log takes INFO lines.
+
+        logger.handle() with a record made here: Logger.log() would look up the caller's file
+        and line (a stack walk per request), which no access-log format prints.
+        """
+        logger = self.access_log
+        if logger.isEnabledFor(logging.INFO):
+            logger.handle(logger.makeRecord(logger.name, logging.INFO, _SOURCE, 0, text, (),
+                                            None, 'access'))
 
     def access_json(self, request: Any, response: Any) -> None:
         """Log the current request as one JSON object (LOG_FORMAT=json)."""
@@ -95,7 +105,7 @@ class AccessLog(LogManager):
         headers = request.headers
         length = dict.get(response.headers, 'Content-Length', '')
         try:
-            self.access_log.log(logging.INFO, json.dumps({
+            self.line(json.dumps({
                 'time': datetime.datetime.fromtimestamp(response.time).astimezone().isoformat(
                     timespec='milliseconds'),
                 'remote_addr': request.remote.ip,

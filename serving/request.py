@@ -168,7 +168,7 @@ class GuardedResponse(cherrypy._cprequest.Response):
         """Start the answer as CherryPy's Response does (18.10), field for field."""
         self.status = None
         self.header_list = None
-        self._body = []
+        self._body: list[bytes] = []
         self.time = time.time()
         self.headers = ResponseHeaders()
         dict.update(self.headers, {

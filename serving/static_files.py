@@ -13,7 +13,6 @@ import collections
 import dataclasses
 import datetime
 import json
-import logging
 import os
 import re
 import threading
@@ -24,8 +23,9 @@ from wsgiref.types import WSGIEnvironment
 
 from cherrypy.lib import httputil
 
-from serving.access_log import STOCK_ACCESS_FORMAT, AccessLog, escape
+from serving.access_log import STOCK_ACCESS_FORMAT, AccessLog
 from serving.compression import compressed, not_modified
+from serving.request import http_date
 from serving.request_ids import KEY
 from serving.static_config import StaticFile, dispatched_config, read_answer, static_file_of
 from serving.streaming import ONE_PIECE, STREAM_CHUNK, Streamed
@@ -90,7 +90,7 @@ class StaticFiles:
         unmodified = environ.get('HTTP_IF_UNMODIFIED_SINCE')
         if unmodified and unmodified != lastmod:
             return None  # CherryPy's 412 page
-        headers = [*found.headers, ('Date', http_date())]
+        headers = [*found.headers, ('Date', http_date(started))]
         if environ.get('HTTP_IF_MODIFIED_SINCE') == lastmod:
             # CherryPy's 304 keeps none of the entity's headers (HTTPRedirect.set_response).
             kept = [pair for pair in headers if pair[0].lower() not in _NOT_ON_304]
@@ -206,18 +206,6 @@ def chunks(file: BinaryIO, start: int, stop: int) -> Iterator[bytes]:
             yield chunk
 
 
-_date: tuple[int, str] = (0, '')
-
-
-def http_date() -> str:
-    """Return the Date header's value, formatted once a second."""
-    global _date  # noqa: PLW0603  (one string, replaced whole: safe across threads)
-    second = int(time.time())
-    if _date[0] != second:
-        _date = (second, httputil.HTTPDate(second))
-    return _date[1]
-
-
 def logs_as_ours(app: Any) -> bool:
     """Tell whether `app` logs with our AccessLog in a format log_access writes."""
     log = getattr(app, 'log', None)
@@ -229,12 +217,9 @@ def log_access(app: Any, environ: WSGIEnvironment, status: str, length: str,
                started: float) -> None:
     """Write the access line CherryPy's log would write for this answer, begun at `started`."""
     log: AccessLog = app.log
-    logger = log.access_log
-    if not logger.isEnabledFor(logging.INFO):
-        return
     get = environ.get
     if log.json:
-        line = json.dumps({
+        log.line(json.dumps({
             'time': datetime.datetime.fromtimestamp(started).astimezone().isoformat(
                 timespec='milliseconds'),
             'remote_addr': get('REMOTE_ADDR', ''),
@@ -248,17 +233,12 @@ def log_access(app: Any, environ: WSGIEnvironment, status: str, length: str,
             'user_agent': header_text(get('HTTP_USER_AGENT', '')),
             'referer': header_text(get('HTTP_REFERER', '')),
             'request_id': get(KEY, ''),
-        }, ensure_ascii=False)
-    else:
-        line = '{} - {} {} "{}" {} {} "{}" "{}"'.format(
-            escape(get('REMOTE_HOST') or get('REMOTE_ADDR', '')),
-            escape(get('LOGON_USER') or get('REMOTE_USER') or '-'), log.time(),
-            escape(access_request_line(environ)), status[:3], escape(length),
-            escape(header_text(get('HTTP_REFERER', ''))),
-            escape(header_text(get('HTTP_USER_AGENT', ''))))
-    # The record made as Logger.log makes it, less the search of the stack for the caller
-    # (a sixth of a static answer's time), which no access-log format prints.
-    logger.handle(logger.makeRecord(logger.name, logging.INFO, '', 0, line, None, None))
+        }, ensure_ascii=False))
+        return
+    log.combined(get('REMOTE_HOST') or get('REMOTE_ADDR', ''),
+                 get('LOGON_USER') or get('REMOTE_USER') or '-', access_request_line(environ),
+                 status[:3], length, header_text(get('HTTP_REFERER', '')),
+                 header_text(get('HTTP_USER_AGENT', '')))
 
 
 def access_request_line(environ: WSGIEnvironment) -> str:

@@ -211,6 +211,27 @@ def test_http_1_0_static_answers_are_cherrypys(served, path):
         assert raw(served.port, text.format(path)) == raw(served.port, text.format(theirs))
 
 
+def logged_during(process, make_requests):
+    """Return the lines `make_requests()` has the server write to stdout, once they are out.
+
+    Access lines go out in batches (access_log.BatchedStream), in order: a request for a
+    marker before and one after bound them.
+    """
+    tag = os.urandom(8).hex()
+    request(process.port, 'GET', f'/static/begin-{tag}')
+    make_requests()
+    request(process.port, 'GET', f'/static/end-{tag}')
+
+    def written():
+        with open(process.stdout_path, encoding='utf-8') as out:
+            lines = out.read().splitlines()
+        return lines if any(f'end-{tag}' in line for line in lines) else None
+    lines = wait_until(written, what='the access lines')
+    begin = next(at for at, line in enumerate(lines) if f'begin-{tag}' in line)
+    end = next(at for at, line in enumerate(lines) if f'end-{tag}' in line)
+    return lines[begin + 1:end]
+
+
 def test_static_answers_are_logged_as_cherrypy_logs_them(served):
     """The access line of each answer is CherryPy's for the same request, byte for byte."""
     lastmod = request(served.port, 'GET', '/static/site.css')[1]['Last-Modified']
@@ -220,17 +241,15 @@ def test_static_answers_are_logged_as_cherrypy_logs_them(served):
              ('GET', '/static/mid.bin', {'Range': 'bytes=5-'}),
              ('GET', '/static/site.css', {'If-Modified-Since': lastmod,
                                           'User-Agent': 'Ünï "agent"'})]
-    for method, path, headers in asked:
-        request(served.port, method, path, headers=headers)
-        request(served.port, method, path.replace('/static/', '/cherrypy-static/'),
-                headers=headers)
 
-    def logged():
-        with open(served.stdout_path, encoding='utf-8') as out:
-            lines = [line.split('] ', 1)[1] for line in out.read().splitlines()
-                     if 'static/' in line]
-        return lines if len(lines) >= 2 * len(asked) else None
-    lines = wait_until(logged, what='access lines')[-2 * len(asked):]
+    def ask():
+        for method, path, headers in asked:
+            request(served.port, method, path, headers=headers)
+            request(served.port, method, path.replace('/static/', '/cherrypy-static/'),
+                    headers=headers)
+    lines = [line.split('] ', 1)[1] for line in logged_during(served, ask)
+             if 'static/' in line]
+    assert len(lines) == 2 * len(asked)
     for ours, cherrypys in zip(lines[::2], lines[1::2], strict=True):
         assert ours == cherrypys.replace('/cherrypy-static/', '/static/')
 
@@ -246,12 +265,11 @@ def test_other_methods_on_static_files_get_cherrypys_answer(served, method):
 @pytest.mark.parametrize('name', ['site.css', 'noext', 'data.zzz', 'logo.png'])
 def test_a_section_of_its_own_types_and_no_log_is_cherrypys(served, name):
     """content_types, no response_headers and `request.access_log = False`: as CherryPy has it."""
-    for method in ('GET', 'HEAD'):
-        assert answer(served.port, method, f'/quiet/{name}', {}) == \
-            answer(served.port, method, f'/cherrypy-quiet/{name}', {})
-    request(served.port, 'GET', '/healthcheck?after-quiet')
-    with open(served.stdout_path, encoding='utf-8') as out:
-        assert 'quiet/' not in out.read()
+    def ask():
+        for method in ('GET', 'HEAD'):
+            assert answer(served.port, method, f'/quiet/{name}', {}) == \
+                answer(served.port, method, f'/cherrypy-quiet/{name}', {})
+    assert not [line for line in logged_during(served, ask) if 'quiet/' in line]
 
 
 def test_json_access_lines_are_cherrypys(json_served):
@@ -259,17 +277,15 @@ def test_json_access_lines_are_cherrypys(json_served):
     asked = [('GET', '/static/site.css?utm_source=ad&x=%C3%A9', {'Referer': 'http://a/b'}),
              ('GET', '/static/text.css', {'Accept-Encoding': 'gzip', 'User-Agent': 'Ünï'}),
              ('HEAD', '/static/mid.bin', {'Range': 'bytes=5-'})]
-    for method, path, headers in asked:
-        request(json_served.port, method, path, headers=headers)
-        request(json_served.port, method, path.replace('/static/', '/cherrypy-static/'),
-                headers=headers)
 
-    def logged():
-        with open(json_served.stdout_path, encoding='utf-8') as out:
-            lines = [json.loads(line) for line in out.read().splitlines()
-                     if line.startswith('{') and 'static/' in line]
-        return lines if len(lines) >= 2 * len(asked) else None
-    lines = wait_until(logged, what='JSON access lines')[-2 * len(asked):]
+    def ask():
+        for method, path, headers in asked:
+            request(json_served.port, method, path, headers=headers)
+            request(json_served.port, method, path.replace('/static/', '/cherrypy-static/'),
+                    headers=headers)
+    lines = [json.loads(line) for line in logged_during(json_served, ask)
+             if line.startswith('{') and 'static/' in line]
+    assert len(lines) == 2 * len(asked)
     for ours, cherrypys in zip(lines[::2], lines[1::2], strict=True):
         assert len(ours.pop('request_id')) == len(cherrypys.pop('request_id')) == 32
         assert 0 <= ours.pop('duration_ms') < 1000
