@@ -103,25 +103,36 @@ class AccessLog(LogManager):
         """Log the current request as one JSON object (LOG_FORMAT=json)."""
         status = response.output_status
         headers = request.headers
-        length = dict.get(response.headers, 'Content-Length', '')
         try:
-            self.line(json.dumps({
-                'time': datetime.datetime.fromtimestamp(response.time).astimezone().isoformat(
-                    timespec='milliseconds'),
-                'remote_addr': request.remote.ip,
-                'method': request.method,
-                'path': request.path_info,
-                'query': request.query_string,
-                'protocol': 'HTTP/{}.{}'.format(*request.protocol),
-                'status': int(status.split(b' ', 1)[0]) if status else None,
-                'bytes': int(length) if str(length).isdigit() else None,
-                'duration_ms': round((time.time() - response.time) * 1000, 3),
-                'user_agent': dict.get(headers, 'User-Agent', ''),
-                'referer': dict.get(headers, 'Referer', ''),
-                'request_id': getattr(request, 'wsgi_environ', {}).get(KEY, ''),
-            }, ensure_ascii=False))
+            self.json_line(
+                response.time, request.remote.ip, request.method, request.path_info,
+                request.query_string, 'HTTP/{}.{}'.format(*request.protocol),
+                int(status.split(b' ', 1)[0]) if status else None,
+                str(dict.get(response.headers, 'Content-Length', '')),
+                dict.get(headers, 'User-Agent', ''), dict.get(headers, 'Referer', ''),
+                getattr(request, 'wsgi_environ', {}).get(KEY, ''))
         except Exception:
             self(traceback=True)
+
+    def json_line(self, started: float, remote: str, method: str, path: str, query: str,
+                  protocol: str, status: int | None, length: str, agent: str, referer: str,
+                  request_id: str) -> None:
+        """Log one JSON access line (LOG_FORMAT=json) for a request begun at `started`."""
+        self.line(json.dumps({
+            'time': datetime.datetime.fromtimestamp(started).astimezone().isoformat(
+                timespec='milliseconds'),
+            'remote_addr': remote,
+            'method': method,
+            'path': path,
+            'query': query,
+            'protocol': protocol,
+            'status': status,
+            'bytes': int(length) if length.isdigit() else None,
+            'duration_ms': round((time.time() - started) * 1000, 3),
+            'user_agent': agent,
+            'referer': referer,
+            'request_id': request_id,
+        }, ensure_ascii=False))
 
     def time(self) -> str:
         """Return CherryPy's [dd/Mon/yyyy:hh:mm:ss] local time, formatted once a second."""

@@ -26,6 +26,7 @@ _HARMLESS = frozenset({'staticdir', 'staticfile', 'response_headers', 'log_trace
 # path to CherryPy.
 _KNOWN_KEYS = frozenset({'on', 'root', 'dir', 'filename', 'section', 'match', 'content_types'})
 
+
 @dataclasses.dataclass(frozen=True)
 class StaticFile:
     """One path's answer: the file it names, as found, and its 200's headers."""
@@ -35,7 +36,7 @@ class StaticFile:
     size: int
     last_modified: str
     headers: tuple[tuple[str, str], ...]  # the 200's headers but Date and Content-Length
-    body: bytes | None  # None: bigger than IN_MEMORY, read as it goes
+    body: bytes | None  # None: read as it goes (past IN_MEMORY, or StaticFiles' budget)
     logged: bool
 
 
@@ -96,7 +97,7 @@ def static_file_of(config: Mapping[str, Any], path: str) -> str | None:
     return os.path.join(folder, name)
 
 
-def read_answer(filename: str, config: Mapping[str, Any], path: str) -> StaticFile | None:
+def read_answer(filename: str, config: Mapping[str, Any]) -> StaticFile | None:
     """Read `filename` and build its answer as CherryPy's serve_file would; None if no file."""
     try:
         # Not blocking: a FIFO in static/ would hold the thread until something wrote to it.

@@ -11,8 +11,6 @@ would (412, 416, If-Range, a section with other tools on), goes to CherryPy as b
 """
 import collections
 import dataclasses
-import datetime
-import json
 import os
 import re
 import threading
@@ -159,22 +157,18 @@ class StaticFiles:
                 return known
         found = self.look_up(path) if _PLAIN(path) else None
         with self.lock:
-            if found is not None and found.body is not None and found.size > ONE_PIECE \
-                    and self.held + found.size > self.most_held:
+            if found is not None and self.held + held_bytes(found) > self.most_held:
                 found = dataclasses.replace(found, body=None)
             self.forget(path)
             self.known[path] = found
-            if found is not None and found.body is not None and found.size > ONE_PIECE:
-                self.held += found.size
+            self.held += held_bytes(found)
             while len(self.known) > self.remembered:
                 self.forget(next(iter(self.known)))
         return found
 
     def forget(self, path: str) -> None:
         """Drop what is known of `path` (holding the lock), and the memory its bytes took."""
-        known = self.known.pop(path, None)
-        if known is not None and known.body is not None and known.size > ONE_PIECE:
-            self.held -= known.size
+        self.held -= held_bytes(self.known.pop(path, None))
 
     def look_up(self, path: str) -> StaticFile | None:
         """Ask CherryPy what `path` is; return its static file's answer, or None."""
@@ -184,7 +178,14 @@ class StaticFiles:
         filename = static_file_of(config, path)
         if filename is None:
             return None
-        return read_answer(filename, config, path)
+        return read_answer(filename, config)
+
+
+def held_bytes(known: StaticFile | None) -> int:
+    """Return the bytes `known` holds against the budget: those of a file past ONE_PIECE."""
+    if known is None or known.body is None or known.size <= ONE_PIECE:
+        return 0
+    return known.size
 
 
 def opened(filename: str) -> BinaryIO | None:
@@ -219,21 +220,10 @@ def log_access(app: Any, environ: WSGIEnvironment, status: str, length: str,
     log: AccessLog = app.log
     get = environ.get
     if log.json:
-        log.line(json.dumps({
-            'time': datetime.datetime.fromtimestamp(started).astimezone().isoformat(
-                timespec='milliseconds'),
-            'remote_addr': get('REMOTE_ADDR', ''),
-            'method': environ['REQUEST_METHOD'],
-            'path': environ['PATH_INFO'],
-            'query': get('QUERY_STRING', ''),
-            'protocol': environ['SERVER_PROTOCOL'],
-            'status': int(status[:3]),
-            'bytes': int(length) if length.isdigit() else None,
-            'duration_ms': round((time.time() - started) * 1000, 3),
-            'user_agent': header_text(get('HTTP_USER_AGENT', '')),
-            'referer': header_text(get('HTTP_REFERER', '')),
-            'request_id': get(KEY, ''),
-        }, ensure_ascii=False))
+        log.json_line(started, get('REMOTE_ADDR', ''), environ['REQUEST_METHOD'],
+                      environ['PATH_INFO'], get('QUERY_STRING', ''), environ['SERVER_PROTOCOL'],
+                      int(status[:3]), length, header_text(get('HTTP_USER_AGENT', '')),
+                      header_text(get('HTTP_REFERER', '')), get(KEY, ''))
         return
     log.combined(get('REMOTE_HOST') or get('REMOTE_ADDR', ''),
                  get('LOGON_USER') or get('REMOTE_USER') or '-', access_request_line(environ),
@@ -248,10 +238,8 @@ def access_request_line(environ: WSGIEnvironment) -> str:
     answers 400 to any other byte), which UTF-8 leaves as it is.
     """
     query = environ.get('QUERY_STRING', '')
-    if query:
-        return f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}?{query} " \
-               f"{environ['SERVER_PROTOCOL']}"
-    return f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} {environ['SERVER_PROTOCOL']}"
+    target = f"{environ['PATH_INFO']}?{query}" if query else environ['PATH_INFO']
+    return f"{environ['REQUEST_METHOD']} {target} {environ['SERVER_PROTOCOL']}"
 
 
 def header_text(value: str) -> str:
