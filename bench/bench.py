@@ -25,11 +25,12 @@ import tempfile
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-SERVERS = {  # every one but bare cheroot and granian writes an access-log line per request
+SERVERS = {  # each writes an access-log line per request but bare cheroot, granian and cherrypy
     'landing': 'the real `python landing.py`, real prod.conf, its whole process tree',
     'granian': 'granian alone, set as the app sets it, sending the same bytes (the limit)',
     'granian-static': "the same, the static files served by granian's own (Rust) file serving",
     'cheroot': "a bare cheroot WSGI server sending the same bytes (the old stack's ceiling)",
+    'cherrypy': "CherryPy's own stock tree on the same granian, logging nothing (a page's floor)",
     'http.server': '`python -m http.server` serving the same files (what the seed replaces)',
     'flask': 'Flask on gunicorn, 1 worker, 100 threads (what a user would pick instead)',
     'uvicorn': 'Starlette on uvicorn, 1 worker, h11 and asyncio (what a user picks today)',

@@ -6,6 +6,8 @@ those files, so each server sends what the app sends and only the stack undernea
 
 - `python peers.py cheroot --port P --www DIR [--threads N] [--queue N]`: a bare cheroot
   WSGI server, no CherryPy on top: the ceiling of the app's own former stack.
+- `python peers.py cherrypy --port P --www DIR [--threads N]`: CherryPy's own tree, stock,
+  on granian set as the granian peer: the floor under the app's pages (make_cherrypy_app).
 - `python peers.py granian --port P --www DIR [--threads N] [--static]`: granian alone,
   configured as the app configures it, serving make_wsgi_app: this stack's limit. With
   --static, granian's own (Rust) file serving answers /logo.png and /static/.
@@ -127,6 +129,47 @@ def make_starlette_app(www=None):
         Mount('/static', app=StaticFiles(directory=os.path.join(www, 'static')))])
 
 
+def make_cherrypy_app(www=None):
+    """Return CherryPy's own tree serving the same answers, as its tutorial writes an app.
+
+    Stock CherryPy in its production environment, which logs nothing (no access line, unlike
+    the app), the files through its staticfile and staticdir tools: the least a CherryPy app
+    costs per request on this server, with none of this template's guard or serving/ on top.
+    """
+    import cherrypy  # imported here so the other peers never load CherryPy
+
+    www = www or os.environ['BENCH_WWW']
+    found = read_www(www)
+
+    class Root:
+        """The page and the health check, each one handler."""
+
+        @cherrypy.expose
+        def index(self):
+            """Return the landing page."""
+            cherrypy.response.headers['Content-Type'] = FILES['/'][1]
+            return found['/'][0]
+
+        @cherrypy.expose
+        def healthcheck(self):
+            """Return Yay, never cached."""
+            cherrypy.response.headers['Content-Type'] = FILES['/healthcheck'][1]
+            cherrypy.response.headers['Cache-Control'] = 'no-store'
+            return found['/healthcheck'][0]
+
+    cached = {'tools.response_headers.on': True,
+              'tools.response_headers.headers': [('Cache-Control', 'max-age=3600')]}
+    cherrypy.config.update({'environment': 'production'})
+    cherrypy.server.unsubscribe()         # granian serves; CherryPy's engine runs alone
+    app = cherrypy.tree.mount(Root(), '', {
+        '/logo.png': {'tools.staticfile.on': True,
+                      'tools.staticfile.filename': os.path.join(www, 'logo.png'), **cached},
+        '/static': {'tools.staticdir.on': True,
+                    'tools.staticdir.dir': os.path.join(www, 'static'), **cached}})
+    cherrypy.engine.start()
+    return app
+
+
 def serve_cheroot(port, www, threads, queue):
     """Serve make_wsgi_app(www) on 127.0.0.1:port with cheroot until SIGTERM or SIGINT."""
     import signal
@@ -151,7 +194,7 @@ def serve_cheroot(port, www, threads, queue):
         server.stop()
 
 
-def serve_granian(port, www, threads, static):
+def serve_granian(port, www, threads, static, target='peers:make_wsgi_app'):
     """Serve make_wsgi_app(www) on 127.0.0.1:port with granian as the app runs it, until SIGTERM.
 
     The options that change the pace are those of serving/supervisor.py build_server with
@@ -169,7 +212,7 @@ def serve_granian(port, www, threads, static):
     routes = {'/logo.png': os.path.join(www, 'logo.png'),   # a file: its route is the file's
               '/static': os.path.join(www, 'static')} if static else {}
     server = Server(
-        'peers:make_wsgi_app', factory=True,
+        target, factory=True,
         working_dir=pathlib.Path(__file__).resolve().parent,
         address='127.0.0.1', port=port, interface=Interfaces.WSGI, workers=1,
         blocking_threads=threads, backlog=1024, backpressure=768, http=HTTPModes.http1,
@@ -185,7 +228,7 @@ def serve_granian(port, www, threads, static):
 def main(argv=None):
     """Command line for the bare cheroot and granian peers (the others run under their servers)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('kind', choices=['cheroot', 'granian'])
+    parser.add_argument('kind', choices=['cheroot', 'granian', 'cherrypy'])
     parser.add_argument('--port', type=int, required=True)
     parser.add_argument('--www', required=True)
     # cheroot's own pool size by default (granian: the app's THREADS default, 100); for cheroot
@@ -197,8 +240,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.kind == 'cheroot':
         serve_cheroot(args.port, args.www, args.threads or 10, args.queue)
-    else:
+    elif args.kind == 'granian':
         serve_granian(args.port, args.www, args.threads or 100, args.static)
+    else:
+        serve_granian(args.port, args.www, args.threads or 100, False, 'peers:make_cherrypy_app')
 
 
 if __name__ == '__main__':

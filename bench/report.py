@@ -106,6 +106,18 @@ def cell(results, path, name):
     return (results['cells'].get(path, {}).get(name) or {}).get('median')
 
 
+def floor_note(results, path, wanted):
+    """Return ' (the target is Nx bare CherryPy)' for `wanted` req/s, or '' without that peer.
+
+    The `cherrypy` peer is CherryPy's own pipeline with nothing on top: a target above it
+    asks for more than any app served through CherryPy's pipeline on this server can give.
+    """
+    floor = cell(results, path, 'cherrypy')
+    if not wanted or not floor or not floor['rps']:
+        return ''
+    return f" (the target is {wanted / floor['rps']:.2f}x bare CherryPy's {floor['rps']:,.0f})"
+
+
 def check_targets(results, app):
     """Return [{ok, what, measured}] for `app`; ok is None where it could not be checked."""
     t, checks, ratios = TARGETS, [], results['ratios'].get(app, {})
@@ -132,7 +144,9 @@ def check_targets(results, app):
         need, ratio = t['vs_before'].get(path), ratios.get(path, {}).get(before)
         if need is not None:
             checks.append((None if ratio is None else ratio >= need,
-                           f"{path} req/s >= {need:g}x before's", fmt(ratio, '.2f', 'x')))
+                           f"{path} req/s >= {need:g}x before's",
+                           fmt(ratio, '.2f', 'x') + floor_note(results, path, need * (
+                               (cell(results, path, before) or {}).get('rps') or 0))))
     headers = results['logo_headers'].get(app)
     if headers:
         ok = bool(headers['last_modified'] and 'max-age' in (headers['cache_control'] or '')

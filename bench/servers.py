@@ -159,6 +159,8 @@ def make_servers(args, tmp, www):
         'granian': [*peer, 'granian', '--port', '{port}', '--www', www, '--threads', '100'],
         'granian-static': [*peer, 'granian', '--port', '{port}', '--www', www, '--threads', '100',
                            '--static'],
+        # CherryPy's own tree on granian as the app runs it: the floor under the app's pages.
+        'cherrypy': [*peer, 'cherrypy', '--port', '{port}', '--www', www, '--threads', '100'],
         'http.server': [py, '-m', 'http.server', '--bind', HOST, '--directory', www, '{port}'],
         # gunicorn logs no visits unless asked; the app logs every one.
         'flask': [py, '-m', 'gunicorn', '--workers', '1', '--threads', '100', '--bind',
