@@ -4,6 +4,7 @@ Most tests put a stand-in `docker` first on PATH that records its calls and answ
 test sets it up, so they run anywhere in a second; the last ones run run.sh against the real
 engine the way CI can (no TTY), and skip without an engine unless REQUIRE_DOCKER=1.
 """
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -126,13 +127,40 @@ def fake_docker(tmp_path):
 
 @pytest.fixture
 def processes():
-    """Collect the run.sh processes a test starts; end any still running, by PID, at the end."""
+    """Collect the run.sh processes a test starts; end any still running, by PID, at the end.
+
+    Its children go first: run.sh --local starts the server in a process group of its own,
+    which would outlive run.sh when a test fails before stopping it.
+    """
     started = []
     yield started
     for proc in started:
         if proc.poll() is None:
+            for child in children(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGTERM)
             proc.kill()
             proc.wait()
+
+
+def children(pid):
+    """Return the PIDs of `pid`'s children (Linux's /proc list), [] once it has gone."""
+    try:
+        with open(f'/proc/{pid}/task/{pid}/children') as listed:
+            return [int(child) for child in listed.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+# What a shell started with `nohup` or `&` hands its children ignored; a terminal's session
+# starts with all four at their defaults, and run.sh can only trap a signal that is not ignored.
+TERMINAL_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
+
+
+def as_in_a_terminal_session():
+    """In the child: the signals a terminal sends back at their defaults, whatever ran pytest."""
+    for number in TERMINAL_SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
 
 
 def run_script(args, env, timeout=30):
@@ -435,7 +463,8 @@ def start_script(script, args, env, processes, log):
     """Start `script` with `args` in its own session, output to `log`; return the process."""
     with open(log, 'w') as out:
         proc = subprocess.Popen([script, *args], env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=as_in_a_terminal_session)
     processes.append(proc)
     return proc
 
@@ -561,12 +590,13 @@ def test_closing_the_terminal_stops_the_local_server(app_copy, fake_docker, proc
 
 def take_terminal():
     """In the child: make stdin (a pty) the controlling terminal of its new session."""
+    as_in_a_terminal_session()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 @pytest.mark.parametrize('gesture', ['ctrl-c', 'close'])
 def test_in_a_terminal_ctrl_c_or_closing_it_stops_the_local_server_once(
-        app_copy, fake_docker, tmp_path, gesture):
+        app_copy, fake_docker, processes, tmp_path, gesture):
     """On a real terminal: Ctrl-C, or the terminal going away, stops the server gracefully, once.
 
     The terminal signals run.sh's process group; the server, in a group of its own, hears
@@ -580,6 +610,7 @@ def test_in_a_terminal_ctrl_c_or_closing_it_stops_the_local_server_once(
                                 env=fake_docker.env(PORT=str(port)), stdin=terminal,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=take_terminal)
+    processes.append(proc)
     os.close(terminal)
     try:
         wait_said_serving(proc, log, port)
@@ -590,9 +621,6 @@ def test_in_a_terminal_ctrl_c_or_closing_it_stops_the_local_server_once(
             os.close(controller)
         assert proc.wait(timeout=15) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         if gesture == 'ctrl-c':
             os.close(controller)
     wait_until(lambda: not os.path.exists(f'/proc/{server}'), deadline=5, what='server gone')
