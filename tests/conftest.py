@@ -58,6 +58,15 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def children(pid):
+    """Return the PIDs of `pid`'s child processes (Linux's /proc list), [] once it has gone."""
+    try:
+        with open(f'/proc/{pid}/task/{pid}/children') as listed:
+            return [int(child) for child in listed.read().split()]
+    except OSError:
+        return []
+
+
 def request(port, method, path, headers=None, body=None, host='127.0.0.1', timeout=10):
     """Send one HTTP request on a new connection; return (status, headers, body)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)

@@ -22,7 +22,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, free_port, landing, request, wait_until
+from conftest import ROOT, children, free_port, landing, request, wait_until
 from containers import (
     Container,
     copy_checkout,
@@ -141,15 +141,6 @@ def processes():
                     os.kill(child, signal.SIGTERM)
             proc.kill()
             proc.wait()
-
-
-def children(pid):
-    """Return the PIDs of `pid`'s children (Linux's /proc list), [] once it has gone."""
-    try:
-        with open(f'/proc/{pid}/task/{pid}/children') as listed:
-            return [int(child) for child in listed.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 # What a shell started with `nohup` or `&` hands its children ignored; a terminal's session

@@ -12,18 +12,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port, request, wait_until
+from conftest import ROOT, children, free_port, request, wait_until
 
 FAULTY_APP = os.path.join(ROOT, 'tests', 'faulty_landing.py')
-
-
-def workers(pid):
-    """Return the PIDs of the server's worker processes (its children), from /proc."""
-    try:
-        with open(f'/proc/{pid}/task/{pid}/children') as children:
-            return [int(child) for child in children.read().split()]
-    except OSError:
-        return []
 
 
 class Prober:
@@ -57,7 +48,7 @@ class Prober:
 def start_with_workers(start_server, count, **env):
     """Start the faulty app with `count` workers; return it once every worker runs."""
     server = start_server(env={'WORKERS': str(count), **env}, script=FAULTY_APP).wait_ready()
-    wait_until(lambda: len(workers(server.proc.pid)) == count, what=f'{count} workers')
+    wait_until(lambda: len(children(server.proc.pid)) == count, what=f'{count} workers')
     wait_until(lambda: server.stderr().count('Started worker-') >= count, what='workers serving')
     return server
 
@@ -67,10 +58,10 @@ def test_a_killed_worker_is_replaced_while_the_other_serves(start_server):
     server = start_with_workers(start_server, 2)
     prober = Prober(server.port)
     time.sleep(0.5)  # probes before the kill
-    victim = workers(server.proc.pid)[0]
+    victim = children(server.proc.pid)[0]
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: len(workers(server.proc.pid)) == 2
-               and victim not in workers(server.proc.pid), what='a replacement worker')
+    wait_until(lambda: len(children(server.proc.pid)) == 2
+               and victim not in children(server.proc.pid), what='a replacement worker')
     wait_until(lambda: server.stderr().count('Started worker-') >= 3, what='it serving')
     time.sleep(0.5)  # probes after it
     assert prober.stop() == []
@@ -109,11 +100,11 @@ def test_a_worker_that_keeps_crashing_ends_the_server_with_exit_1(start_server):
 def test_a_stopped_worker_is_replaced_after_worker_timeout(start_server):
     """SIGSTOP one of two workers: killed and replaced after WORKER_TIMEOUT (2 s here)."""
     server = start_with_workers(start_server, 2, WORKER_TIMEOUT='2')
-    victim = workers(server.proc.pid)[0]
+    victim = children(server.proc.pid)[0]
     os.kill(victim, signal.SIGSTOP)
     stopped = time.monotonic()
-    wait_until(lambda: len(workers(server.proc.pid)) == 2
-               and victim not in workers(server.proc.pid), what='the hung worker replaced')
+    wait_until(lambda: len(children(server.proc.pid)) == 2
+               and victim not in children(server.proc.pid), what='the hung worker replaced')
     assert 2 <= time.monotonic() - stopped < 6
     assert f'(PID {victim}) showed no sign of life' in server.stderr()
     wait_until(lambda: server.stderr().count('Started worker-') >= 3, what='it serving')
@@ -124,21 +115,21 @@ def test_a_stopped_worker_is_replaced_after_worker_timeout(start_server):
 def test_a_handler_busy_longer_than_worker_timeout_is_not_a_hung_worker(start_server):
     """A handler computing for 3 s with WORKER_TIMEOUT=1: answered, its worker left alone."""
     server = start_with_workers(start_server, 1, WORKER_TIMEOUT='1')
-    [worker] = workers(server.proc.pid)
+    [worker] = children(server.proc.pid)
     status, _, body = request(server.port, 'GET', '/busy?seconds=3')
     assert status == 200
     assert int(body) > 0
-    assert workers(server.proc.pid) == [worker]
+    assert children(server.proc.pid) == [worker]
     assert 'showed no sign of life' not in server.stderr()
 
 
 def test_sighup_replaces_the_workers_and_serving_goes_on(start_server):
     """SIGHUP: new workers start, then the old ones stop; probes answer throughout."""
     server = start_with_workers(start_server, 1)
-    [old] = workers(server.proc.pid)
+    [old] = children(server.proc.pid)
     prober = Prober(server.port)
     server.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: workers(server.proc.pid) not in ([old], []), deadline=15,
+    wait_until(lambda: children(server.proc.pid) not in ([old], []), deadline=15,
                what='new workers')
     wait_until(lambda: 'Stopped old worker-1' in server.stderr(), deadline=15,
                what='the old worker stopped')

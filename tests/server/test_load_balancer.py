@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import landing
-from conftest import ROOT, request, wait_until
+from conftest import ROOT, children, request, wait_until
 from rawhttp import connect, get, read_response
 
 STOCK_APP = os.path.join(ROOT, 'tests', 'stock_landing.py')
@@ -256,12 +256,6 @@ def test_kill_9_and_restart_serves_the_same_answers(start_server):
                what='the killed server\'s workers to exit')
     second = start_server(port=first.port).wait_ready()
     assert answers(second.port) == before
-
-
-def children(pid):
-    """Return the PIDs of `pid`'s child processes (its granian workers)."""
-    with open(f'/proc/{pid}/task/{pid}/children') as found:
-        return [int(child) for child in found.read().split()]
 
 
 def test_second_sigterm_ends_the_drain_at_once(start_server):
