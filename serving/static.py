@@ -2,6 +2,8 @@
 import os
 import re
 import urllib.parse
+from collections.abc import Mapping
+from typing import Any
 
 import cherrypy
 
@@ -18,6 +20,23 @@ def static_allowed(folder: str, branch: str) -> bool:
     return real == base or real.startswith(base + os.sep)
 
 
+def staticdir_target(settings: Mapping[str, Any], path: str) -> tuple[str, str]:
+    """Return the (folder, branch) CherryPy's staticdir serves `path` from, as it cuts them.
+
+    `settings` are the tool's own (dir, root, section). A staticdir in the global config has
+    the section 'global': the site's root. The branch is still %-quoted; staticdir unquotes it.
+    """
+    folder = os.path.join(settings.get('root') or '', os.path.expanduser(settings['dir']))
+    section = settings.get('section', '/')
+    section = ('/' if section == 'global' else section).rstrip('\\/')
+    return folder, path[len(section) + 1:].lstrip('\\/')
+
+
+def staticfile_target(settings: Mapping[str, Any]) -> tuple[str, str]:
+    """Return the (folder, name) of the file CherryPy's staticfile serves with `settings`."""
+    return os.path.split(os.path.join(settings.get('root') or '', settings['filename']))
+
+
 def static_only() -> None:
     """Raise 404 for a dotfile, dot-folder or symlink leaving its folder, before static tools.
 
@@ -27,15 +46,9 @@ def static_only() -> None:
     tools = request.toolmaps.get('tools', {})
     staticdir = tools.get('staticdir', {})
     if staticdir.get('on'):
-        folder = os.path.join(staticdir.get('root', ''), os.path.expanduser(staticdir['dir']))
-        section = staticdir.get('section', '/')
-        section = '/' if section == 'global' else section.rstrip('\\/')
-        branch = urllib.parse.unquote(request.path_info[len(section) + 1:].lstrip('\\/'))
-        if not static_allowed(folder, branch):
+        folder, branch = staticdir_target(staticdir, request.path_info)
+        if not static_allowed(folder, urllib.parse.unquote(branch)):
             raise cherrypy.NotFound()
     staticfile = tools.get('staticfile', {})
-    if staticfile.get('on'):
-        filename = os.path.join(staticfile.get('root') or '', staticfile['filename'])
-        folder, name = os.path.split(filename)
-        if not static_allowed(folder, name):
-            raise cherrypy.NotFound()
+    if staticfile.get('on') and not static_allowed(*staticfile_target(staticfile)):
+        raise cherrypy.NotFound()

@@ -13,7 +13,7 @@ from typing import Any
 import cherrypy
 from cherrypy.lib import httputil
 
-from serving.static import static_allowed
+from serving.static import static_allowed, staticdir_target, staticfile_target
 
 # Files up to this size are kept in memory (StaticFile.body) and handed to granian whole: its
 # own I/O writes them, so a slow reader holds no thread. Bigger ones are read as they go.
@@ -79,18 +79,16 @@ def static_file_of(config: Mapping[str, Any], path: str) -> str | None:
                 return None
     if config.get('tools.staticfile.on'):
         tool = 'staticfile'
-        folder, name = os.path.split(os.path.join(config.get('tools.staticfile.root') or '',
-                                                  config['tools.staticfile.filename']))
     elif config.get('tools.staticdir.on'):
         tool = 'staticdir'
-        section = config.get('tools.staticdir.section', '/')
-        section = '/' if section == 'global' else section.rstrip('/')
-        folder = os.path.join(config.get('tools.staticdir.root') or '',
-                              os.path.expanduser(config['tools.staticdir.dir']))
-        name = path[len(section) + 1:].lstrip('/')
     else:
         return None
-    match = config.get(f'tools.{tool}.match')
+    prefix = f'tools.{tool}.'
+    settings = {key[len(prefix):]: value for key, value in config.items()
+                if key.startswith(prefix)}
+    folder, name = (staticfile_target(settings) if tool == 'staticfile'
+                    else staticdir_target(settings, path))
+    match = settings.get('match')
     if not os.path.isabs(folder) or match and not re.search(match, path) \
             or not static_allowed(folder, name):
         return None

@@ -639,6 +639,32 @@ def test_dot_entries_under_static_are_404_in_process(in_process, path):
     assert in_process('GET', path)[0] == 404
 
 
+@pytest.mark.parametrize('section, path, branch', [
+    ('global', '/site.css', 'site.css'), ('global', '/.env', '.env'), ('/', '/a/b.css', 'a/b.css'),
+    ('/static', '/static/site.css', 'site.css'), ('/static/', '/static//a.css', 'a.css'),
+])
+def test_a_staticdir_branch_is_cut_as_cherrypy_cuts_it(section, path, branch):
+    """A staticdir in the global config ('global') serves from the site's root, as CherryPy's."""
+    settings = {'dir': 'static', 'root': ROOT, 'section': section}
+    assert serving.static.staticdir_target(settings, path) == (
+        os.path.join(ROOT, 'static'), branch)
+
+
+@pytest.mark.parametrize('path', ['/.hidden', '/sub/.x', '/%2ehidden'])
+def test_dot_entries_under_a_global_staticdir_are_404(tmp_path, path):
+    """tools.staticdir in the global config refuses dot entries as a section's does."""
+    request = cherrypy._cprequest.Request(None, None)
+    request.toolmaps = {'tools': {'staticdir': {
+        'on': True, 'root': str(tmp_path), 'dir': 'static', 'section': 'global'}}}
+    request.path_info = path
+    cherrypy.serving.load(request, cherrypy._cprequest.Response())
+    try:
+        with pytest.raises(cherrypy.NotFound):
+            serving.static.static_only()
+    finally:
+        cherrypy.serving.clear()
+
+
 def test_a_configured_static_file_that_is_a_symlink_out_is_404(tmp_path):
     """tools.staticfile is held to its own folder too."""
     (tmp_path / 'secret.py').write_text('import os\n')
